@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "PyramidDrop",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pdrop", targets: ["pdrop"]),
+        .library(name: "Engine", targets: ["Engine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries: a module map and a shim header each, nothing else.
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+
+        // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
+        .target(name: "TensorCore", dependencies: ["CBLAS"]),
+        // The safetensors file format only.
+        .target(name: "SafeTensors", dependencies: ["TensorCore"]),
+        // Configurations, weights and forward passes of the model parts.
+        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors"]),
+        // What the command line (and later a server) share: loading, prefill/decode, sampling.
+        .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors"]),
+        .executableTarget(
+            name: "pdrop",
+            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(
+            name: "ModelsTests", dependencies: ["Models", "Engine", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "pdrop"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,214 @@
+import Foundation
+import SafeTensors
+import TensorCore
+
+// MARK: - Weight names
+
+/// Where a checkpoint keeps the language model's tensors.
+public struct LanguageModelLayout: Equatable, Sendable {
+    /// Prefix of embed_tokens, layers.N and norm.
+    public let modelPrefix: String
+    /// Prefix of lm_head.weight.
+    public let lmHeadPrefix: String
+
+    /// `LlamaForCausalLM`.
+    public static let llama = LanguageModelLayout(modelPrefix: "model.", lmHeadPrefix: "lm_head.")
+    /// llava-hf's hub files, and what transformers 5's `save_pretrained` writes for LLaVA.
+    public static let llavaHub = LanguageModelLayout(modelPrefix: "language_model.model.", lmHeadPrefix: "language_model.lm_head.")
+    /// transformers 4.5x's `save_pretrained` of LLaVA.
+    public static let llavaNested = LanguageModelLayout(modelPrefix: "model.language_model.", lmHeadPrefix: "lm_head.")
+
+    /// The layout whose embedding table the checkpoint holds.
+    public static func detect(in checkpoint: Checkpoint) -> LanguageModelLayout? {
+        [llavaHub, llavaNested, llama].first { checkpoint.contains($0.modelPrefix + "embed_tokens.weight") }
+    }
+}
+
+// MARK: - Model
+
+/// One LLaMA decoder layer's weights.
+public struct LlamaDecoderLayer {
+    public let inputNorm: Tensor  // (hidden,)
+    public let queryProjection: Linear  // (heads·headDim, hidden)
+    public let keyProjection: Linear  // (kvHeads·headDim, hidden)
+    public let valueProjection: Linear  // (kvHeads·headDim, hidden)
+    public let outputProjection: Linear  // (hidden, heads·headDim)
+    public let postAttentionNorm: Tensor  // (hidden,)
+    public let gateProjection: Linear  // (intermediate, hidden)
+    public let upProjection: Linear  // (intermediate, hidden)
+    public let downProjection: Linear  // (hidden, intermediate)
+}
+
+/// Errors of running the decoder on bad input (token ids, lengths).
+public enum DecoderInputError: Error, Equatable, CustomStringConvertible {
+    case tokenOutOfRange(position: Int, token: Int, vocabularySize: Int)
+    case emptyInput
+
+    public var description: String {
+        switch self {
+        case let .tokenOutOfRange(position, token, vocabularySize):
+            return "token id \(token) at position \(position) is outside the vocabulary (0..<\(vocabularySize))"
+        case .emptyInput: return "no input tokens"
+        }
+    }
+}
+
+/// LLaMA as transformers' `LlamaModel` + `lm_head`: embedding, RMSNorm, rotary grouped-query
+/// causal attention, SwiGLU MLP, final norm, tied or separate output head.
+public final class LlamaModel {
+    public let configuration: LlamaConfiguration
+    public let embedTokens: Tensor  // (vocab, hidden)
+    public let layers: [LlamaDecoderLayer]
+    public let finalNorm: Tensor  // (hidden,)
+    /// (vocab, hidden); the embedding table itself when the embeddings are tied.
+    public let lmHead: Tensor
+    public let rotary: RotaryEmbedding
+
+    public var hiddenSize: Int { configuration.hiddenSize }
+    public var vocabularySize: Int { configuration.vocabSize }
+    public var keyValueWidth: Int { configuration.numKeyValueHeads * configuration.headDim }
+
+    /// Loads the language model's tensors from `loader` under `layout`; call `loader.finish`
+    /// afterwards to report what did not match.
+    public init(configuration: LlamaConfiguration, loader: WeightLoader, layout: LanguageModelLayout) {
+        let c = configuration
+        let hidden = c.hiddenSize, headDim = c.headDim
+        let queryWidth = c.numAttentionHeads * headDim, keyValueWidth = c.numKeyValueHeads * headDim
+        self.configuration = c
+        let prefix = layout.modelPrefix
+        embedTokens = loader.take(prefix + "embed_tokens.weight", shape: [c.vocabSize, hidden])
+        layers = (0..<c.numHiddenLayers).map { index in
+            let p = "\(prefix)layers.\(index)."
+            return LlamaDecoderLayer(
+                inputNorm: loader.take(p + "input_layernorm.weight", shape: [hidden]),
+                queryProjection: Linear(loader, p + "self_attn.q_proj", inFeatures: hidden, outFeatures: queryWidth, bias: c.attentionBias),
+                keyProjection: Linear(loader, p + "self_attn.k_proj", inFeatures: hidden, outFeatures: keyValueWidth, bias: c.attentionBias),
+                valueProjection: Linear(loader, p + "self_attn.v_proj", inFeatures: hidden, outFeatures: keyValueWidth, bias: c.attentionBias),
+                outputProjection: Linear(loader, p + "self_attn.o_proj", inFeatures: queryWidth, outFeatures: hidden, bias: c.attentionBias),
+                postAttentionNorm: loader.take(p + "post_attention_layernorm.weight", shape: [hidden]),
+                gateProjection: Linear(loader, p + "mlp.gate_proj", inFeatures: hidden, outFeatures: c.intermediateSize, bias: c.mlpBias),
+                upProjection: Linear(loader, p + "mlp.up_proj", inFeatures: hidden, outFeatures: c.intermediateSize, bias: c.mlpBias),
+                downProjection: Linear(loader, p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: hidden, bias: c.mlpBias))
+        }
+        finalNorm = loader.take(prefix + "norm.weight", shape: [hidden])
+        let headName = layout.lmHeadPrefix + "weight"
+        // transformers ties only when asked; a checkpoint saved tied may also omit lm_head.
+        if c.tieWordEmbeddings && !loader.contains(headName) {
+            lmHead = embedTokens
+        } else {
+            lmHead = loader.take(headName, shape: [c.vocabSize, hidden])
+        }
+        rotary = RotaryEmbedding(headDim: headDim, theta: c.ropeTheta)
+    }
+
+    /// A fresh cache sized for `capacity` tokens per layer (it grows if needed).
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layerCount: layers.count, rowWidth: keyValueWidth, capacity: capacity)
+    }
+
+    /// Rows of the embedding table: (tokens.count, hidden).
+    public func embed(_ tokens: [Int]) throws -> Tensor {
+        if tokens.isEmpty { throw DecoderInputError.emptyInput }
+        let output = Tensor(shape: [tokens.count, hiddenSize])
+        for (position, token) in tokens.enumerated() {
+            guard token >= 0 && token < vocabularySize else {
+                throw DecoderInputError.tokenOutOfRange(position: position, token: token, vocabularySize: vocabularySize)
+            }
+            (output.pointer + position * hiddenSize).update(from: embedTokens.pointer + token * hiddenSize, count: hiddenSize)
+        }
+        return output
+    }
+
+    /// Runs decoder layer `index` in place on hidden(tokens, hidden), appending the tokens' keys
+    /// and values to `cache` (which already holds the earlier tokens this layer has seen).
+    /// `positions(tokens)` are the rotary positions; the causal mask follows cache order.
+    public func runLayer(_ index: Int, hidden: Tensor, positions: [Int], cache: LayerKVCache) {
+        let layer = layers[index]
+        let c = configuration
+        let tokens = hidden.size(0), width = hiddenSize
+        let headDim = c.headDim, heads = c.numAttentionHeads, keyValueHeads = c.numKeyValueHeads
+        let queryWidth = heads * headDim
+
+        let normed = Tensor(shape: [tokens, width])  // (tokens, hidden)
+        rmsNormForward(normed.pointer, hidden.pointer, layer.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
+        let queries = layer.queryProjection(normed)  // (tokens, heads·headDim)
+        let keys = layer.keyProjection(normed)  // (tokens, kvHeads·headDim)
+        let values = layer.valueProjection(normed)  // (tokens, kvHeads·headDim)
+        rotary.apply(queries.pointer, tokens: tokens, heads: heads, positions: positions)
+        rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positions: positions)
+
+        let pastLength = cache.length
+        cache.append(keys: keys.pointer, values: values.pointer, count: tokens)
+        let attended = Tensor(shape: [tokens, queryWidth])  // (tokens, heads·headDim)
+        causalAttention(
+            attended.pointer, queries: queries.pointer, cache: cache, pastLength: pastLength, tokens: tokens,
+            heads: heads, keyValueHeads: keyValueHeads, headDim: headDim)
+        let attentionOutput = layer.outputProjection(attended)  // (tokens, hidden)
+        addInPlace(hidden.pointer, attentionOutput.pointer, count: hidden.count)
+
+        rmsNormForward(normed.pointer, hidden.pointer, layer.postAttentionNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
+        let gate = layer.gateProjection(normed)  // (tokens, intermediate)
+        let up = layer.upProjection(normed)  // (tokens, intermediate)
+        swigluForward(gate.pointer, up.pointer, count: gate.count)
+        let mlpOutput = layer.downProjection(gate)  // (tokens, hidden)
+        addInPlace(hidden.pointer, mlpOutput.pointer, count: hidden.count)
+        // Kernels read raw pointers: the buffers must outlive the last kernel, not just their last `.pointer`.
+        withExtendedLifetime((normed, queries, keys, values, attended, attentionOutput, gate, up, mlpOutput)) {}
+    }
+
+    /// All layers over hidden(tokens, hidden) in place. `observe(name, layer, tensor)` sees each
+    /// layer's output as "layer_output" (llama.cpp-style named intermediates for debugging).
+    public func runLayers(
+        hidden: Tensor, positions: [Int], cache: KVCache,
+        observe: ((String, Int, Tensor) -> Void)? = nil
+    ) {
+        for index in layers.indices {
+            runLayer(index, hidden: hidden, positions: positions, cache: cache.layers[index])
+            observe?("layer_output", index, hidden)
+        }
+    }
+
+    /// finalNorm(hidden rows `rows`) as a new (rows.count, hidden) tensor.
+    public func finalNormed(_ hidden: Tensor, rows: Range<Int>) -> Tensor {
+        let selected = hidden.copyRows(rows)
+        rmsNormForward(selected.pointer, selected.pointer, finalNorm.pointer, rows: rows.count, dim: hiddenSize, epsilon: configuration.rmsNormEps)
+        return selected
+    }
+
+    /// Logits (rows.count, vocab) of hidden rows `rows` (final norm, then lm_head).
+    public func logits(_ hidden: Tensor, rows: Range<Int>) -> Tensor {
+        let normed = finalNormed(hidden, rows: rows)
+        let output = Tensor(shape: [rows.count, vocabularySize])
+        BLAS.matmulTransposedB(output.pointer, normed.pointer, lmHead.pointer, m: rows.count, n: vocabularySize, k: hiddenSize)
+        withExtendedLifetime(normed) {}
+        return output
+    }
+}
+
+/// Softmax attention of queries(tokens, heads·headDim) over the first `pastLength + tokens`
+/// rows of `cache`, query row i seeing keys 0...pastLength+i. Query head h reads key/value
+/// head h / (heads / keyValueHeads), as transformers' `repeat_kv` arranges them.
+/// output is (tokens, heads·headDim).
+public func causalAttention(
+    _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>, cache: LayerKVCache,
+    pastLength: Int, tokens: Int, heads: Int, keyValueHeads: Int, headDim: Int
+) {
+    let keyCount = pastLength + tokens
+    let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
+    let groupSize = heads / keyValueHeads
+    let scale = 1 / Float(headDim).squareRoot()
+    let scores = Tensor(shape: [tokens, keyCount])  // (tokens, keys) for one head at a time
+    for head in 0..<heads {
+        let keyValueHead = head / groupSize
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: tokens, n: keyCount, k: headDim, alpha: scale,
+            a: queries + head * headDim, lda: queryWidth, b: cache.keys + keyValueHead * headDim, ldb: keyValueWidth,
+            beta: 0, c: scores.pointer, ldc: keyCount)
+        softmaxRowsForward(scores.pointer, rows: tokens, columns: keyCount) { pastLength + $0 + 1 }
+        BLAS.gemm(
+            transposeA: false, transposeB: false, m: tokens, n: headDim, k: keyCount, alpha: 1,
+            a: scores.pointer, lda: keyCount, b: cache.values + keyValueHead * headDim, ldb: keyValueWidth,
+            beta: 0, c: output + head * headDim, ldc: queryWidth)
+    }
+    withExtendedLifetime(scores) {}
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// Rotary position embedding as transformers applies it to LLaMA: `rotate_half` layout (the
+/// first and second halves of each head form the pairs), inverse frequencies
+/// `1 / theta^(2i/dim)` in fp32, angles `position * inverse frequency` in fp32.
+public struct RotaryEmbedding: Sendable {
+    public let headDim: Int
+    public let theta: Double
+    /// (headDim / 2,) inverse frequencies, computed as transformers does in fp32.
+    public let inverseFrequencies: [Float]
+
+    public init(headDim: Int, theta: Double) {
+        precondition(headDim % 2 == 0, "rotary head_dim must be even, got \(headDim)")
+        self.headDim = headDim
+        self.theta = theta
+        let half = headDim / 2
+        inverseFrequencies = (0..<half).map { i in
+            // torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), each step rounded to fp32.
+            let exponent = Float(2 * i) / Float(headDim)
+            let power = Float(pow(Double(Float(theta)), Double(exponent)))
+            return 1 / power
+        }
+    }
+
+    /// Rotates every head of values(tokens, heads, headDim) in place; `positions(tokens)` are the
+    /// rotary positions of the rows.
+    public func apply(_ values: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, positions: [Int]) {
+        precondition(positions.count == tokens)
+        let half = headDim / 2
+        ThreadPool.parallelFor(tokens, minimumPerThread: 16) { range in
+            var cosines = [Float](repeating: 0, count: half)  // (half,)
+            var sines = [Float](repeating: 0, count: half)  // (half,)
+            for token in range {
+                let position = Float(positions[token])
+                for i in 0..<half {
+                    let angle = position * inverseFrequencies[i]
+                    cosines[i] = cosf(angle)
+                    sines[i] = sinf(angle)
+                }
+                for head in 0..<heads {
+                    let x = values + (token * heads + head) * headDim
+                    for i in 0..<half {
+                        let first = x[i]
+                        let second = x[i + half]
+                        x[i] = first * cosines[i] - second * sines[i]
+                        x[i + half] = second * cosines[i] + first * sines[i]
+                    }
+                }
+            }
+        }
+    }
+}
