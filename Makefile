@@ -16,7 +16,7 @@ build: setup
 	$(SWIFT) build $(RELEASE_FLAGS) --product pdrop
 
 test: setup
-	$(SWIFT) test
+	$(SWIFT) test --disable-xctest
 
 demo: build
 	$(PDROP) generate --model $(DEMO_MODEL) --prompt-ids $(DEMO_PROMPT) --max-new-tokens 8
