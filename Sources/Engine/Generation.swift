@@ -22,16 +22,27 @@ public func generateGreedy(
     model: LlamaModel, prompt: [Int], maxNewTokens: Int, stopAtEndOfSequence: Bool = true,
     onToken: ((Int) -> Void)? = nil
 ) throws -> GenerationResult {
+    try generateGreedy(
+        model: model, promptEmbeddings: model.embed(prompt), maxNewTokens: maxNewTokens,
+        stopAtEndOfSequence: stopAtEndOfSequence, onToken: onToken)
+}
+
+/// Greedy decoding from input embeddings promptEmbeddings(promptTokens, hidden), e.g. text with
+/// image features merged in. The tensor is used as the prefill's working buffer.
+public func generateGreedy(
+    model: LlamaModel, promptEmbeddings hidden: Tensor, maxNewTokens: Int, stopAtEndOfSequence: Bool = true,
+    onToken: ((Int) -> Void)? = nil
+) throws -> GenerationResult {
     let clock = ContinuousClock()
-    let cache = model.makeCache(capacity: prompt.count + maxNewTokens)
-    var result = GenerationResult(tokens: [], promptTokens: prompt.count, prefillSeconds: 0, decodeSeconds: 0, stoppedAtEndOfSequence: false)
+    let promptCount = hidden.size(0)
+    let cache = model.makeCache(capacity: promptCount + maxNewTokens)
+    var result = GenerationResult(tokens: [], promptTokens: promptCount, prefillSeconds: 0, decodeSeconds: 0, stoppedAtEndOfSequence: false)
     if maxNewTokens <= 0 { return result }
     let endOfSequence = Set(model.configuration.eosTokenIds)
 
     let prefillStart = clock.now
-    let hidden = try model.embed(prompt)  // (prompt, hidden)
-    model.runLayers(hidden: hidden, positions: Array(0..<prompt.count), cache: cache)
-    let lastLogits = model.logits(hidden, rows: (prompt.count - 1)..<prompt.count)  // (1, vocab)
+    model.runLayers(hidden: hidden, positions: Array(0..<promptCount), cache: cache)
+    let lastLogits = model.logits(hidden, rows: (promptCount - 1)..<promptCount)  // (1, vocab)
     var next = withExtendedLifetime(lastLogits) { argmax(lastLogits.pointer, count: model.vocabularySize) }
     result.prefillSeconds = seconds(clock.now - prefillStart)
 

@@ -185,30 +185,14 @@ public final class LlamaModel {
     }
 }
 
-/// Softmax attention of queries(tokens, heads·headDim) over the first `pastLength + tokens`
-/// rows of `cache`, query row i seeing keys 0...pastLength+i. Query head h reads key/value
-/// head h / (heads / keyValueHeads), as transformers' `repeat_kv` arranges them.
-/// output is (tokens, heads·headDim).
+/// Causal attention of queries(tokens, heads·headDim) over the first `pastLength + tokens` rows
+/// of `cache`: query row i sees keys 0...pastLength+i. output is (tokens, heads·headDim).
 public func causalAttention(
     _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>, cache: LayerKVCache,
     pastLength: Int, tokens: Int, heads: Int, keyValueHeads: Int, headDim: Int
 ) {
-    let keyCount = pastLength + tokens
-    let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
-    let groupSize = heads / keyValueHeads
-    let scale = 1 / Float(headDim).squareRoot()
-    let scores = Tensor(shape: [tokens, keyCount])  // (tokens, keys) for one head at a time
-    for head in 0..<heads {
-        let keyValueHead = head / groupSize
-        BLAS.gemm(
-            transposeA: false, transposeB: true, m: tokens, n: keyCount, k: headDim, alpha: scale,
-            a: queries + head * headDim, lda: queryWidth, b: cache.keys + keyValueHead * headDim, ldb: keyValueWidth,
-            beta: 0, c: scores.pointer, ldc: keyCount)
-        softmaxRowsForward(scores.pointer, rows: tokens, columns: keyCount) { pastLength + $0 + 1 }
-        BLAS.gemm(
-            transposeA: false, transposeB: false, m: tokens, n: headDim, k: keyCount, alpha: 1,
-            a: scores.pointer, lda: keyCount, b: cache.values + keyValueHead * headDim, ldb: keyValueWidth,
-            beta: 0, c: output + head * headDim, ldc: queryWidth)
-    }
-    withExtendedLifetime(scores) {}
+    multiHeadAttention(
+        output, queries: queries, keys: cache.keys, values: cache.values, queryCount: tokens,
+        keyCount: pastLength + tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
+    ) { pastLength + $0 + 1 }
 }

@@ -98,3 +98,23 @@ public func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
     for i in 1..<max(count, 1) where values[i] > values[best] { best = i }
     return best
 }
+
+/// values(count) = quick_gelu(values) = x · sigmoid(1.702 x), CLIP's activation, in place.
+public func quickGeluForward(_ values: UnsafeMutablePointer<Float>, count: Int) {
+    ThreadPool.parallelFor(count, minimumPerThread: 1 << 14) { range in
+        for i in range {
+            let x = values[i]
+            values[i] = x / (1 + expf(-1.702 * x))
+        }
+    }
+}
+
+/// values(count) = gelu(values) = x · Φ(x) with the exact erf, as torch's default GELU, in place.
+public func geluForward(_ values: UnsafeMutablePointer<Float>, count: Int) {
+    ThreadPool.parallelFor(count, minimumPerThread: 1 << 14) { range in
+        for i in range {
+            let x = values[i]
+            values[i] = 0.5 * x * (1 + erff(x * 0.70710678118654752))
+        }
+    }
+}

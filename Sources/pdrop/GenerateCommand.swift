@@ -33,18 +33,18 @@ struct GenerateCommand: ParsableCommand {
         try failing {
             let clock = ContinuousClock()
             let start = clock.now
-            let loaded = try LoadedLanguageModel.load(directory: URL(fileURLWithPath: model))
+            let loaded = try LoadedModel.load(directory: URL(fileURLWithPath: model))
             let loadSeconds = Double((clock.now - start).components.attoseconds) * 1e-18 + Double((clock.now - start).components.seconds)
             let result = try generateGreedy(
-                model: loaded.model, prompt: prompt, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
+                model: loaded.languageModel, prompt: prompt, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
             if json {
                 let report = GenerateReport(result: result, loadSeconds: loadSeconds)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
-                let c = loaded.model.configuration
-                print("model: \(model) (\(loaded.layout.modelPrefix)*: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads / \(c.numKeyValueHeads) kv heads, vocab \(c.vocabSize)), loaded in \(String(format: "%.3f", loadSeconds)) s")
+                let c = loaded.languageModel.configuration
+                print("model: \(model) (\(loaded.languageLayout.modelPrefix)*: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads / \(c.numKeyValueHeads) kv heads, vocab \(c.vocabSize)), loaded in \(String(format: "%.3f", loadSeconds)) s")
                 print("prompt: \(prompt.count) tokens \(prompt)")
                 print("generated: \(result.tokens.count) tokens \(result.tokens)\(result.stoppedAtEndOfSequence ? " (stopped at end of sequence)" : "")")
                 print(String(format: "prefill %.4f s, decode %.1f tokens/s", result.prefillSeconds, result.decodeTokensPerSecond))

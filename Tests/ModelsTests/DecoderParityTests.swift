@@ -19,9 +19,9 @@ import TestSupport
 
     @Test(arguments: fixtures)
     func everyLayerAndTheLogitsMatchTransformers(_ name: String) throws {
-        let loaded = try LoadedLanguageModel.load(directory: Fixtures.url(name))
+        let loaded = try LoadedModel.load(directory: Fixtures.url(name))
         let reference = try SafeTensorsFile(path: Fixtures.url(name).appendingPathComponent("reference.safetensors").path)
-        let model = loaded.model
+        let model = loaded.languageModel
         let inputIds = try reference.integers("input_ids")
         let tokens = inputIds.count
 
@@ -52,19 +52,19 @@ import TestSupport
 
     @Test(arguments: fixtures)
     func greedyTokensWithTheCacheMatchTransformers(_ name: String) throws {
-        let loaded = try LoadedLanguageModel.load(directory: Fixtures.url(name))
+        let loaded = try LoadedModel.load(directory: Fixtures.url(name))
         let reference = try SafeTensorsFile(path: Fixtures.url(name).appendingPathComponent("reference.safetensors").path)
         let expected = try reference.integers("greedy_tokens")
         #expect(expected.count == 16)
         let result = try generateGreedy(
-            model: loaded.model, prompt: try reference.integers("input_ids"), maxNewTokens: 16, stopAtEndOfSequence: false)
+            model: loaded.languageModel, prompt: try reference.integers("input_ids"), maxNewTokens: 16, stopAtEndOfSequence: false)
         #expect(result.tokens == expected)
     }
 
     /// Decoding token by token through the cache gives the same logits as one prefill over the
     /// whole sequence (the cache and the decode positions are consistent).
     @Test func cachedDecodeEqualsFullPrefill() throws {
-        let model = try LoadedLanguageModel.load(directory: Fixtures.url("tiny-llama")).model
+        let model = try LoadedModel.load(directory: Fixtures.url("tiny-llama")).languageModel
         let tokens = [1, 5, 9, 200, 31, 7]
         let full = try model.embed(tokens)
         model.runLayers(hidden: full, positions: Array(0..<tokens.count), cache: model.makeCache(capacity: 8))
@@ -86,15 +86,16 @@ import TestSupport
     }
 
     @Test func hubAndSavedLayoutsAreDetected() throws {
-        #expect(try LoadedLanguageModel.load(directory: Fixtures.url("tiny-llava")).layout == .llavaHub)
-        let saved = try LoadedLanguageModel.load(directory: Fixtures.url("tiny-llava-saved"))
-        #expect(saved.layout == .llavaHub)
-        #expect(saved.model.lmHead === saved.model.embedTokens)  // tied: no lm_head in the file
-        #expect(try LoadedLanguageModel.load(directory: Fixtures.url("tiny-llama")).layout == .llama)
+        let hub = try LoadedModel.load(directory: Fixtures.url("tiny-llava"))
+        #expect(hub.languageLayout == .llavaHub && LlavaLayout.detect(in: hub.checkpoint) == .hub)
+        let saved = try LoadedModel.load(directory: Fixtures.url("tiny-llava-saved"))
+        #expect(saved.languageLayout == .llavaHub && LlavaLayout.detect(in: saved.checkpoint) == .saved)
+        #expect(saved.languageModel.lmHead === saved.languageModel.embedTokens)  // tied: no lm_head in the file
+        #expect(try LoadedModel.load(directory: Fixtures.url("tiny-llama")).languageLayout == .llama)
     }
 
     @Test func tokenOutsideTheVocabularyIsAnError() throws {
-        let model = try LoadedLanguageModel.load(directory: Fixtures.url("tiny-llama")).model
+        let model = try LoadedModel.load(directory: Fixtures.url("tiny-llama")).languageModel
         #expect(throws: DecoderInputError.tokenOutOfRange(position: 1, token: 512, vocabularySize: 512)) {
             try model.embed([1, 512])
         }
@@ -119,7 +120,7 @@ import TestSupport
         }
         try SafeTensorsWriter.write(items, to: directory.appendingPathComponent("model.safetensors"))
         do {
-            _ = try LoadedLanguageModel.load(directory: directory)
+            _ = try LoadedModel.load(directory: directory)
             Issue.record("loading should fail")
         } catch let error as WeightMismatchError {
             #expect(error.missing.sorted() == ["model.layers.1.mlp.up_proj.weight", "model.norm.weight"])

@@ -42,25 +42,28 @@ def write_json(path, obj):
 
 def save_reference(path, tensors, metadata):
     """Reference outputs as safetensors (fp32 / int64), contiguous, with string metadata."""
-    cleaned = {k: v.detach().contiguous() for k, v in tensors.items()}
+    cleaned = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
     save_file(cleaned, path, metadata={k: str(v) for k, v in metadata.items()})
 
 
-def record_decoder(model, language_model, input_ids, greedy_steps, store_full_logits):
-    """Runs `model` on input_ids (1, T): embeddings, each decoder layer's output, the final
-    norm's output, logits, then greedy decoding with the KV cache for `greedy_steps` tokens."""
+def record_decoder(model, language_model, input_ids, greedy_steps, store_full_logits, **extra_inputs):
+    """Runs `model` on input_ids (1, T) (and `extra_inputs`, e.g. pixel_values): embeddings,
+    each decoder layer's output, the final norm's output, logits, then greedy decoding with the
+    KV cache for `greedy_steps` tokens."""
     captured = {}
     hooks = []
     for index, layer in enumerate(language_model.layers):
         def hook(module, args, output, index=index):
             captured[f"hidden.layer.{index}"] = (output[0] if isinstance(output, tuple) else output)[0].clone()
         hooks.append(layer.register_forward_hook(hook))
-    hooks.append(language_model.embed_tokens.register_forward_hook(
-        lambda m, a, o: captured.__setitem__("hidden.embeddings", o[0].clone())))
+    # The decoder's input (text embeddings with image features merged in) is the first layer's input.
+    hooks.append(language_model.layers[0].register_forward_hook(
+        lambda m, a, kw, o: captured.__setitem__("hidden.embeddings", (a[0] if a else kw["hidden_states"])[0].clone()),
+        with_kwargs=True))
     hooks.append(language_model.norm.register_forward_hook(
         lambda m, a, o: captured.__setitem__("hidden.final_norm", o[0].clone())))
     with torch.no_grad():
-        output = model(input_ids=input_ids, use_cache=True)
+        output = model(input_ids=input_ids, use_cache=True, **extra_inputs)
     for h in hooks:
         h.remove()
     logits = output.logits[0]

@@ -132,7 +132,7 @@ def text_input_ids():
 def make_tiny_llava():
     config = tiny_llava_config(tie=False)
     model = LlavaForConditionalGeneration(config).eval()
-    randomize(model, seed=2)
+    randomize(model, seed=7)
     round_to(model, torch.bfloat16)
     out = fixture_dir("tiny-llava")
     state = {hub_name(k): v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,165 @@
+import Foundation
+import TensorCore
+
+// MARK: - Vision
+
+/// One CLIP encoder layer's weights (pre-LN: LayerNorm → attention → residual, LayerNorm → MLP → residual).
+public struct CLIPEncoderLayer {
+    public let layerNorm1Weight: Tensor, layerNorm1Bias: Tensor  // (hidden,)
+    public let queryProjection: Linear, keyProjection: Linear, valueProjection: Linear  // (hidden, hidden)
+    public let outputProjection: Linear  // (hidden, hidden)
+    public let layerNorm2Weight: Tensor, layerNorm2Bias: Tensor  // (hidden,)
+    public let fc1: Linear  // (intermediate, hidden)
+    public let fc2: Linear  // (hidden, intermediate)
+}
+
+/// CLIP's ViT as transformers' `CLIPVisionTransformer`: patch embedding (a convolution with
+/// stride = kernel, done as one matrix product), class token, position embeddings,
+/// `pre_layrnorm`, pre-LN encoder layers with non-causal attention and quick_gelu.
+public final class CLIPVisionTower {
+    public let configuration: CLIPVisionConfiguration
+    public let classEmbedding: Tensor  // (hidden,)
+    /// (hidden, channels·patch·patch): the convolution kernel (hidden, channels, patch, patch) flattened.
+    public let patchEmbedding: Tensor
+    public let positionEmbedding: Tensor  // (patches + 1, hidden)
+    public let preLayerNormWeight: Tensor, preLayerNormBias: Tensor  // (hidden,)
+    public let layers: [CLIPEncoderLayer]
+    /// Loaded because the checkpoint holds them; LLaVA's features never pass through them.
+    public let postLayerNormWeight: Tensor, postLayerNormBias: Tensor  // (hidden,)
+
+    public var patchesPerSide: Int { configuration.imageSize / configuration.patchSize }
+    public var patchCount: Int { patchesPerSide * patchesPerSide }
+
+    public init(configuration: CLIPVisionConfiguration, loader: WeightLoader, prefix: String) {
+        let c = configuration
+        let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
+        let positions = (c.imageSize / c.patchSize) * (c.imageSize / c.patchSize) + 1
+        self.configuration = c
+        classEmbedding = loader.take(prefix + "embeddings.class_embedding", shape: [hidden])
+        let kernel = loader.take(prefix + "embeddings.patch_embedding.weight", shape: [hidden, c.numChannels, c.patchSize, c.patchSize])
+        patchEmbedding = Tensor(shape: [hidden, patchWidth])
+        patchEmbedding.pointer.update(from: kernel.pointer, count: kernel.count)
+        positionEmbedding = loader.take(prefix + "embeddings.position_embedding.weight", shape: [positions, hidden])
+        preLayerNormWeight = loader.take(prefix + "pre_layrnorm.weight", shape: [hidden])
+        preLayerNormBias = loader.take(prefix + "pre_layrnorm.bias", shape: [hidden])
+        layers = (0..<c.numHiddenLayers).map { index in
+            let p = "\(prefix)encoder.layers.\(index)."
+            return CLIPEncoderLayer(
+                layerNorm1Weight: loader.take(p + "layer_norm1.weight", shape: [hidden]),
+                layerNorm1Bias: loader.take(p + "layer_norm1.bias", shape: [hidden]),
+                queryProjection: Linear(loader, p + "self_attn.q_proj", inFeatures: hidden, outFeatures: hidden, bias: true),
+                keyProjection: Linear(loader, p + "self_attn.k_proj", inFeatures: hidden, outFeatures: hidden, bias: true),
+                valueProjection: Linear(loader, p + "self_attn.v_proj", inFeatures: hidden, outFeatures: hidden, bias: true),
+                outputProjection: Linear(loader, p + "self_attn.out_proj", inFeatures: hidden, outFeatures: hidden, bias: true),
+                layerNorm2Weight: loader.take(p + "layer_norm2.weight", shape: [hidden]),
+                layerNorm2Bias: loader.take(p + "layer_norm2.bias", shape: [hidden]),
+                fc1: Linear(loader, p + "mlp.fc1", inFeatures: hidden, outFeatures: c.intermediateSize, bias: true),
+                fc2: Linear(loader, p + "mlp.fc2", inFeatures: c.intermediateSize, outFeatures: hidden, bias: true))
+        }
+        postLayerNormWeight = loader.take(prefix + "post_layernorm.weight", shape: [hidden])
+        postLayerNormBias = loader.take(prefix + "post_layernorm.bias", shape: [hidden])
+    }
+
+    /// Hidden states (patches + 1, hidden) after `pre_layrnorm`: transformers' hidden_states[0].
+    public func embed(pixelValues: Tensor) -> Tensor {
+        let c = configuration
+        let side = c.imageSize, patch = c.patchSize, perSide = patchesPerSide, channels = c.numChannels
+        precondition(pixelValues.shape == [channels, side, side], "pixel values \(pixelValues.shape), expected \([channels, side, side])")
+        let hidden = c.hiddenSize, patchWidth = channels * patch * patch
+        // Unfold the image into rows of one patch each, in the kernel's (channel, y, x) order.
+        let patches = Tensor(shape: [patchCount, patchWidth])  // (patches, channels·patch·patch)
+        for patchY in 0..<perSide {
+            for patchX in 0..<perSide {
+                var destination = patches.pointer + (patchY * perSide + patchX) * patchWidth
+                for channel in 0..<channels {
+                    for y in 0..<patch {
+                        let source = pixelValues.pointer + (channel * side + patchY * patch + y) * side + patchX * patch
+                        destination.update(from: source, count: patch)
+                        destination += patch
+                    }
+                }
+            }
+        }
+        let states = Tensor(shape: [patchCount + 1, hidden])  // (patches + 1, hidden); row 0 is the class token
+        states.pointer.update(from: classEmbedding.pointer, count: hidden)
+        BLAS.matmulTransposedB(states.pointer + hidden, patches.pointer, patchEmbedding.pointer, m: patchCount, n: hidden, k: patchWidth)
+        addInPlace(states.pointer, positionEmbedding.pointer, count: states.count)
+        layerNormForward(states.pointer, states.pointer, preLayerNormWeight.pointer, preLayerNormBias.pointer,
+                         rows: patchCount + 1, dim: hidden, epsilon: c.layerNormEps)
+        withExtendedLifetime(patches) {}
+        return states
+    }
+
+    /// Runs encoder layer `index` in place on states(tokens, hidden).
+    public func runLayer(_ index: Int, states: Tensor) {
+        let layer = layers[index]
+        let c = configuration
+        let tokens = states.size(0), hidden = c.hiddenSize, heads = c.numAttentionHeads
+        let normed = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
+        layerNormForward(normed.pointer, states.pointer, layer.layerNorm1Weight.pointer, layer.layerNorm1Bias.pointer,
+                         rows: tokens, dim: hidden, epsilon: c.layerNormEps)
+        let queries = layer.queryProjection(normed)  // (tokens, hidden)
+        let keys = layer.keyProjection(normed)  // (tokens, hidden)
+        let values = layer.valueProjection(normed)  // (tokens, hidden)
+        let attended = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
+        multiHeadAttention(
+            attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
+            queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: heads, headDim: hidden / heads
+        ) { _ in tokens }
+        let attentionOutput = layer.outputProjection(attended)  // (tokens, hidden)
+        addInPlace(states.pointer, attentionOutput.pointer, count: states.count)
+
+        layerNormForward(normed.pointer, states.pointer, layer.layerNorm2Weight.pointer, layer.layerNorm2Bias.pointer,
+                         rows: tokens, dim: hidden, epsilon: c.layerNormEps)
+        let intermediate = layer.fc1(normed)  // (tokens, intermediate)
+        quickGeluForward(intermediate.pointer, count: intermediate.count)
+        let mlpOutput = layer.fc2(intermediate)  // (tokens, hidden)
+        addInPlace(states.pointer, mlpOutput.pointer, count: states.count)
+        withExtendedLifetime((normed, queries, keys, values, attended, attentionOutput, intermediate, mlpOutput)) {}
+    }
+
+    /// The hidden states transformers returns as hidden_states[i] for each i in `indices`
+    /// (0 = embeddings, k = after layer k; negative counts from the end), running only as many
+    /// layers as the deepest one needs. `observe(layer, states)` sees every layer's output.
+    public func hiddenStates(
+        pixelValues: Tensor, indices: [Int], observe: ((Int, Tensor) -> Void)? = nil
+    ) -> [Tensor] {
+        let count = layers.count + 1
+        let resolved = indices.map { $0 < 0 ? count + $0 : $0 }
+        precondition(resolved.allSatisfy { (0..<count).contains($0) }, "vision feature layers \(indices) outside 0..<\(count)")
+        let states = embed(pixelValues: pixelValues)
+        var captured: [Int: Tensor] = [:]
+        if resolved.contains(0) { captured[0] = states.copyRows(0..<states.size(0)) }
+        for index in 0..<(resolved.max() ?? 0) {
+            runLayer(index, states: states)
+            observe?(index, states)
+            if resolved.contains(index + 1) { captured[index + 1] = states.copyRows(0..<states.size(0)) }
+        }
+        return resolved.map { captured[$0]! }
+    }
+}
+
+// MARK: - Projector
+
+/// `LlavaMultiModalProjector`: linear, GELU, linear, from vision features to the language model's width.
+public struct MultiModalProjector {
+    public let linear1: Linear  // (textHidden, visionFeatures)
+    public let linear2: Linear  // (textHidden, textHidden)
+    public let activation: String
+
+    public init(loader: WeightLoader, prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool, activation: String) {
+        linear1 = Linear(loader, prefix + "linear_1", inFeatures: inFeatures, outFeatures: outFeatures, bias: bias)
+        linear2 = Linear(loader, prefix + "linear_2", inFeatures: outFeatures, outFeatures: outFeatures, bias: bias)
+        self.activation = activation
+    }
+
+    /// features(tokens, visionFeatures) → (tokens, textHidden).
+    public func callAsFunction(_ features: Tensor) -> Tensor {
+        let hidden = linear1(features)  // (tokens, textHidden)
+        switch activation {
+        case "quick_gelu": quickGeluForward(hidden.pointer, count: hidden.count)
+        default: geluForward(hidden.pointer, count: hidden.count)
+        }
+        return linear2(hidden)
+    }
+}
