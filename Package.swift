@@ -21,10 +21,12 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
         // The safetensors file format only.
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
-        // Configurations, weights and forward passes of the model parts.
-        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors"]),
+        // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
+        .target(name: "TokenReduction"),
+        // Configurations, weights and forward passes of the model parts; applies reductions.
+        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction"]),
         // What the command line (and later a server) share: loading, prefill/decode, sampling.
-        .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors"]),
+        .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         .executableTarget(
             name: "pdrop",
             dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -32,8 +34,9 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction"]),
         .testTarget(
-            name: "ModelsTests", dependencies: ["Models", "Engine", "TestSupport"]),
+            name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

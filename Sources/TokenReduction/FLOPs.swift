@@ -1,0 +1,118 @@
+import Foundation
+
+/// The sizes of a LLaMA decoder that FLOPs depend on.
+public struct DecoderShape: Equatable, Codable, Sendable {
+    public var layers: Int
+    public var hidden: Int
+    public var intermediate: Int
+    public var heads: Int
+    public var keyValueHeads: Int
+    public var headDim: Int
+    public var vocabulary: Int
+
+    public init(layers: Int, hidden: Int, intermediate: Int, heads: Int, keyValueHeads: Int, headDim: Int, vocabulary: Int) {
+        self.layers = layers
+        self.hidden = hidden
+        self.intermediate = intermediate
+        self.heads = heads
+        self.keyValueHeads = keyValueHeads
+        self.headDim = headDim
+        self.vocabulary = vocabulary
+    }
+}
+
+/// The sizes of a CLIP vision tower (and LLaVA projector) that FLOPs depend on.
+public struct VisionShape: Equatable, Codable, Sendable {
+    public var hidden: Int
+    public var intermediate: Int
+    public var heads: Int
+    /// Encoder layers that run: up to the feature layer (LLaVA's -2 skips the last one).
+    public var layersRun: Int
+    public var patchSize: Int
+    public var channels: Int
+    /// Patch tokens per tile (576 at 336 pixels, patch 14); the class token comes on top.
+    public var patchesPerTile: Int
+}
+
+/// Multiply-add counts, as the paper counts them and exactly.
+public enum FLOPs {
+    /// The paper's per-layer count for n image tokens: 4·n·d² + 2·n²·d + 3·n·d·m (image tokens only:
+    /// no text, no vision tower, no ranking). d = hidden size, m = FFN size.
+    public static func paperLayer(imageTokens n: Int, hidden d: Int, intermediate m: Int) -> Double {
+        let n = Double(n), d = Double(d), m = Double(m)
+        return 4 * n * d * d + 2 * n * n * d + 3 * n * d * m
+    }
+
+    /// The paper's figure summed over layers; imageTokensPerLayer(layers).
+    public static func paper(shape: DecoderShape, imageTokensPerLayer: [Int]) -> Double {
+        imageTokensPerLayer.reduce(0) { $0 + paperLayer(imageTokens: $1, hidden: shape.hidden, intermediate: shape.intermediate) }
+    }
+
+    /// Image tokens each decoder layer processes for one block of `originalCount` tokens.
+    public static func imageTokensPerLayer(originalCount: Int, reducer: VisualTokenReducer, layers: Int) -> [Int] {
+        var counts: [Int] = []
+        var current = originalCount
+        var drop = 0
+        for layer in 0..<layers {
+            // A drop after `dropLayers[drop]` layers changes what layer index dropLayers[drop] (0-based) sees.
+            if drop < reducer.dropLayers.count && layer == reducer.dropLayers[drop] {
+                current = min(current, reducer.keptCount(originalCount: originalCount, afterDrop: drop))
+                drop += 1
+            }
+            counts.append(current)
+        }
+        return counts
+    }
+
+    /// Exact multiply-adds of one decoder layer over `tokens` new rows, `pastTokens` already in its
+    /// cache, causal attention counted row by row (row i sees past + i + 1 keys).
+    public static func exactDecoderLayer(shape: DecoderShape, tokens: Int, pastTokens: Int = 0) -> Double {
+        let t = Double(tokens), d = Double(shape.hidden)
+        let queryWidth = Double(shape.heads * shape.headDim), keyValueWidth = Double(shape.keyValueHeads * shape.headDim)
+        let projections = t * d * (2 * queryWidth + 2 * keyValueWidth)
+        // Σ_{i<t} (past + i + 1) visible keys, for the scores and the weighted sum of values.
+        let visible = t * Double(pastTokens) + t * (t + 1) / 2
+        let attention = 2 * visible * queryWidth
+        let mlp = 3 * t * d * Double(shape.intermediate)
+        return projections + attention + mlp
+    }
+
+    /// Exact multiply-adds of ranking `tokens` rows by `queryRows` query rows: the key projection of
+    /// every row (PDrop only: FastV reuses its layer's keys), the queries, and the scores.
+    public static func exactRanking(shape: DecoderShape, tokens: Int, queryRows: Int, projectsKeys: Bool) -> Double {
+        let t = Double(tokens), d = Double(shape.hidden)
+        let queryWidth = Double(shape.heads * shape.headDim), keyValueWidth = Double(shape.keyValueHeads * shape.headDim)
+        let keys = projectsKeys ? t * d * keyValueWidth : 0
+        return keys + Double(queryRows) * d * queryWidth + Double(queryRows) * t * queryWidth
+    }
+
+    /// Exact multiply-adds of the vision tower over `tiles` tiles and the projector over `imageTokens` features.
+    public static func exactVision(shape: VisionShape, tiles: Int, imageTokens: Int, projectorInput: Int, textHidden: Int) -> Double {
+        let tokens = Double(shape.patchesPerTile + 1), d = Double(shape.hidden)
+        let patchEmbedding = Double(shape.patchesPerTile) * Double(shape.channels * shape.patchSize * shape.patchSize) * d
+        let perLayer = 4 * tokens * d * d + 2 * tokens * tokens * d + 2 * tokens * d * Double(shape.intermediate)
+        let tower = Double(tiles) * (patchEmbedding + Double(shape.layersRun) * perLayer)
+        let projector = Double(imageTokens) * (Double(projectorInput) * Double(textHidden) + Double(textHidden) * Double(textHidden))
+        return tower + projector
+    }
+}
+
+/// The shapes of the paper's models, for `pdrop flops` and benchmarks without weights.
+public struct ModelPreset: Sendable {
+    public let name: String
+    public let decoder: DecoderShape
+    public let vision: VisionShape
+    /// Image tokens of one image: 576 for LLaVA-1.5; the paper's 2880 for LLaVA-NeXT (anyres).
+    public let imageTokens: Int
+    /// Vision tiles per image (1 for LLaVA-1.5; base + 4 tiles for LLaVA-NeXT).
+    public let tiles: Int
+
+    static let vicuna7B = DecoderShape(layers: 32, hidden: 4096, intermediate: 11008, heads: 32, keyValueHeads: 32, headDim: 128, vocabulary: 32064)
+    static let clipLarge336 = VisionShape(hidden: 1024, intermediate: 4096, heads: 16, layersRun: 23, patchSize: 14, channels: 3, patchesPerTile: 576)
+
+    public static let llava15_7B = ModelPreset(name: "llava-1.5-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 576, tiles: 1)
+    public static let llavaNext7B = ModelPreset(name: "llava-next-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 2880, tiles: 5)
+    public static let all = [llava15_7B, llavaNext7B]
+
+    public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
+}

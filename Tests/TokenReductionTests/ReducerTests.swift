@@ -1,0 +1,112 @@
+import Testing
+import TokenReduction
+
+@Suite struct ScheduleTests {
+    @Test func paperDefaultFor32Layers() throws {
+        let schedule = try PyramidDropSchedule.paperDefault(layerCount: 32)
+        #expect(schedule.layers == [8, 16, 24])
+        #expect(schedule.ratios == [0.5, 0.25, 0.125])
+        #expect(try PyramidDropSchedule.paperDefault(layerCount: 8).layers == [2, 4, 6])
+    }
+
+    /// floor(N · cumulative ratio), not a per-stage rounding: N = 577 with ratio 0.5 per stage
+    /// gives 288, 144, 72 (per-stage rounding of 288.5 → 144.25 … would differ at other N).
+    @Test func keptCountsAreFloorsOfCumulativeRatios() throws {
+        let schedule = try PyramidDropSchedule(layers: [2, 4, 6], ratios: [0.5, 0.25, 0.125], layerCount: 8)
+        #expect((0..<3).map { schedule.keptCount(originalCount: 576, afterDrop: $0) } == [288, 144, 72])
+        #expect((0..<3).map { schedule.keptCount(originalCount: 577, afterDrop: $0) } == [288, 144, 72])
+        #expect((0..<3).map { schedule.keptCount(originalCount: 7, afterDrop: $0) } == [3, 1, 0])
+        // Per-stage ceil/floor chains would give 2 after 5 → 2 → 1; the cumulative floor of 5·0.3 and 5·0.09:
+        let uneven = try PyramidDropSchedule(layers: [1, 2], ratios: [0.3, 0.09], layerCount: 4)
+        #expect(uneven.keptCount(originalCount: 5, afterDrop: 0) == 1)
+        #expect(uneven.keptCount(originalCount: 2880, afterDrop: 1) == 259)
+    }
+
+    @Test func lambdaAndStagesGiveEqualStages() throws {
+        let schedule = try PyramidDropSchedule(lambda: 0.5, stages: 4, layerCount: 32)
+        #expect(schedule.layers == [8, 16, 24] && schedule.ratios == [0.5, 0.25, 0.125])
+        let three = try PyramidDropSchedule(lambda: 0.19, stages: 3, layerCount: 32)
+        #expect(three.layers == [10, 21])
+        #expect(abs(three.ratios[1] - 0.0361) < 1e-12)
+    }
+
+    @Test func invalidSchedulesAreClearErrors() {
+        func message(_ body: () throws -> PyramidDropSchedule) -> String {
+            do { _ = try body(); return "no error" } catch { return "\(error)" }
+        }
+        #expect(message { try .init(layers: [8, 16], ratios: [0.5], layerCount: 32) }.contains("2 layers"))
+        #expect(message { try .init(layers: [8, 8], ratios: [0.5, 0.25], layerCount: 32) }.contains("strictly increasing"))
+        #expect(message { try .init(layers: [0], ratios: [0.5], layerCount: 32) }.contains("outside 1...31"))
+        #expect(message { try .init(layers: [32], ratios: [0.5], layerCount: 32) }.contains("outside 1...31"))
+        #expect(message { try .init(layers: [8], ratios: [0], layerCount: 32) }.contains("outside (0, 1]"))
+        #expect(message { try .init(layers: [8], ratios: [1.5], layerCount: 32) }.contains("outside (0, 1]"))
+        #expect(message { try .init(layers: [8, 16], ratios: [0.25, 0.5], layerCount: 32) }.contains("increase"))
+        #expect(message { try .init(layers: [], ratios: [], layerCount: 32) }.contains("empty"))
+        #expect(message { try .init(lambda: 0, stages: 4, layerCount: 32) }.contains("lambda"))
+        #expect(message { try .init(lambda: 0.5, stages: 1, layerCount: 32) }.contains("stages"))
+        #expect(throws: ReductionSettingError.self) { try FastVSetting(layer: 0, layerCount: 32) }
+        #expect(throws: ReductionSettingError.self) { try FastVSetting(layer: 2, dropRatio: 1, layerCount: 32) }
+    }
+
+    /// FastV keeps round(N · (1 - R)) with Python's rounding (half to even).
+    @Test func fastVKeepsRoundedCount() throws {
+        #expect(try FastVSetting(layerCount: 32).keptCount(originalCount: 576) == 288)
+        #expect(try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: 32).keptCount(originalCount: 5) == 2)  // round(2.5) = 2
+        #expect(try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: 32).keptCount(originalCount: 7) == 4)  // round(3.5) = 4
+        #expect(try FastVSetting(layer: 2, dropRatio: 0.75, layerCount: 32).keptCount(originalCount: 576) == 144)
+    }
+}
+
+@Suite struct SelectionTests {
+    @Test func topIndicesAreSortedAndTiesGoToLowerIndex() {
+        #expect(topIndicesSorted([0.1, 0.9, 0.3, 0.9, 0.2], count: 2) == [1, 3])
+        #expect(topIndicesSorted([0.5, 0.5, 0.5, 0.5], count: 2) == [0, 1])
+        #expect(topIndicesSorted([0.1, 0.2, 0.3], count: 0) == [])
+        #expect(topIndicesSorted([0.3, 0.1, 0.2], count: 3) == [0, 1, 2])
+        #expect(topIndicesSorted([0.3, 0.1, 0.2], count: 5) == [0, 1, 2])
+        #expect(topIndicesSorted([1, 3, 2, 3, 0, 3], count: 2) == [1, 3])
+    }
+
+    @Test func ratioOneIsANoOp() throws {
+        let schedule = try PyramidDropSchedule(layers: [1], ratios: [1.0], layerCount: 4)
+        let reducer = PyramidDropReducer(schedule: schedule)
+        #expect(reducer.keptCount(originalCount: 576, afterDrop: 0) == 576)
+        #expect(FLOPs.imageTokensPerLayer(originalCount: 576, reducer: reducer, layers: 4) == [576, 576, 576, 576])
+    }
+
+    @Test func imageTokensPerLayerFollowTheStages() throws {
+        let pdrop = PyramidDropReducer(schedule: try .init(layers: [2, 4, 6], ratios: [0.5, 0.25, 0.125], layerCount: 8))
+        #expect(FLOPs.imageTokensPerLayer(originalCount: 576, reducer: pdrop, layers: 8) == [576, 576, 288, 288, 144, 144, 72, 72])
+        let fastv = FastVReducer(setting: try .init(layer: 2, dropRatio: 0.5, layerCount: 8))
+        #expect(FLOPs.imageTokensPerLayer(originalCount: 576, reducer: fastv, layers: 8) == [576, 576] + Array(repeating: 288, count: 6))
+        #expect(FLOPs.imageTokensPerLayer(originalCount: 576, reducer: NoReduction(), layers: 3) == [576, 576, 576])
+        #expect(fastv.positionMode == .preserve && pdrop.positionMode == .reindex)
+    }
+}
+
+@Suite struct FLOPsTests {
+    func paperTeraFLOPs(_ preset: ModelPreset, _ reducer: VisualTokenReducer) -> Double {
+        let perLayer = FLOPs.imageTokensPerLayer(originalCount: preset.imageTokens, reducer: reducer, layers: preset.decoder.layers)
+        return FLOPs.paper(shape: preset.decoder, imageTokensPerLayer: perLayer) / 1e12
+    }
+
+    /// The paper's four figures, to 3 significant digits.
+    @Test func paperFiguresAreReproduced() throws {
+        let pdrop = PyramidDropReducer(schedule: try .paperDefault(layerCount: 32))
+        #expect(String(format: "%.2f", paperTeraFLOPs(.llava15_7B, NoReduction())) == "3.82")
+        #expect(String(format: "%.2f", paperTeraFLOPs(.llava15_7B, pdrop)) == "1.78")
+        #expect(String(format: "%.1f", paperTeraFLOPs(.llavaNext7B, NoReduction())) == "20.8")
+        #expect(String(format: "%.2f", paperTeraFLOPs(.llavaNext7B, pdrop)) == "9.46")
+    }
+
+    /// The exact layer count against a direct sum over rows of causal attention.
+    @Test func exactDecoderLayerCountsCausalAttentionRowByRow() {
+        let shape = DecoderShape(layers: 1, hidden: 8, intermediate: 16, heads: 2, keyValueHeads: 1, headDim: 4, vocabulary: 10)
+        let tokens = 5, past = 3
+        var attention = 0
+        for row in 0..<tokens { attention += 2 * (past + row + 1) * 8 }
+        let projections = tokens * 8 * (8 + 4 + 4 + 8)
+        let mlp = 3 * tokens * 8 * 16
+        #expect(FLOPs.exactDecoderLayer(shape: shape, tokens: tokens, pastTokens: past) == Double(projections + attention + mlp))
+    }
+}
