@@ -110,3 +110,42 @@ import TokenReduction
         #expect(FLOPs.exactDecoderLayer(shape: shape, tokens: tokens, pastTokens: past) == Double(projections + attention + mlp))
     }
 }
+
+@Suite struct BudgetSolverTests {
+    /// The paper's budgets on LLaVA-1.5-7B: each solution lands within one token of the budget.
+    @Test(arguments: [288.0, 192.0, 128.0, 64.0])
+    func averageTokenBudgetsAreMet(_ budget: Double) throws {
+        let solution = try BudgetSolver.solve(.averageImageTokens(budget), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        #expect(abs(solution.pyramidDropAverageTokens - budget) <= 1, "PDrop \(solution.schedule) gives \(solution.pyramidDropAverageTokens)")
+        #expect(abs(solution.fastVAverageTokens - budget) <= 1, "FastV \(solution.fastV) gives \(solution.fastVAverageTokens)")
+    }
+
+    @Test func defaultBudgetGivesTheDefaultSchedule() throws {
+        // The default schedule averages (576 + 288 + 144 + 72) / 4 = 270 tokens.
+        let solution = try BudgetSolver.solve(.averageImageTokens(270), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        #expect(solution.schedule.layers == [8, 16, 24])
+        #expect(abs(solution.lambda - 0.5) < 0.01)
+        #expect(solution.fastV.layer == 2)
+    }
+
+    @Test func lowBudgetsUseTheEarlyLayout() throws {
+        let solution = try BudgetSolver.solve(.averageImageTokens(64), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        #expect(solution.schedule.layers == [2, 8, 16])
+        #expect(abs(solution.lambda - 0.19) < 0.02)
+    }
+
+    @Test func teraFLOPsBudgetIsMet() throws {
+        let solution = try BudgetSolver.solve(.paperTeraFLOPs(1.78), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        #expect(abs(solution.pyramidDropTeraFLOPs - 1.78) < 0.02)
+        #expect(abs(solution.fastVTeraFLOPs - 1.78) < 0.02)
+    }
+
+    @Test func impossibleBudgetsAreErrors() {
+        #expect(throws: ReductionSettingError.self) {
+            try BudgetSolver.solve(.averageImageTokens(600), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        }
+        #expect(throws: ReductionSettingError.self) {
+            try BudgetSolver.solve(.averageImageTokens(0), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
+        }
+    }
+}
