@@ -78,12 +78,47 @@ public enum FLOPs {
     }
 
     /// Exact multiply-adds of ranking `tokens` rows by `queryRows` query rows: the key projection of
-    /// every row (PDrop only: FastV reuses its layer's keys), the queries, and the scores.
-    public static func exactRanking(shape: DecoderShape, tokens: Int, queryRows: Int, projectsKeys: Bool) -> Double {
+    /// every row, the queries, and the scores.
+    public static func exactRanking(shape: DecoderShape, tokens: Int, queryRows: Int) -> Double {
         let t = Double(tokens), d = Double(shape.hidden)
         let queryWidth = Double(shape.heads * shape.headDim), keyValueWidth = Double(shape.keyValueHeads * shape.headDim)
-        let keys = projectsKeys ? t * d * keyValueWidth : 0
-        return keys + Double(queryRows) * d * queryWidth + Double(queryRows) * t * queryWidth
+        return t * d * keyValueWidth + Double(queryRows) * d * queryWidth + Double(queryRows) * t * queryWidth
+    }
+
+    /// Both counts for the prefill of one prompt: `textTokens` text tokens and image blocks of
+    /// `imageBlockSizes` tokens, reduced by `reducer`.
+    public static func prefillReport(
+        decoder: DecoderShape, vision: VisionShape?, tiles: Int, projectorInput: Int,
+        textTokens: Int, imageBlockSizes: [Int], reducer: VisualTokenReducer
+    ) -> FLOPsReport {
+        let layers = decoder.layers
+        var imagePerLayer = [Int](repeating: 0, count: layers)
+        var imagePerLayerVanilla = [Int](repeating: 0, count: layers)
+        for size in imageBlockSizes {
+            let reduced = imageTokensPerLayer(originalCount: size, reducer: reducer, layers: layers)
+            for layer in 0..<layers {
+                imagePerLayer[layer] += reduced[layer]
+                imagePerLayerVanilla[layer] += size
+            }
+        }
+        var languageModel = 0.0
+        for layer in 0..<layers {
+            languageModel += exactDecoderLayer(shape: decoder, tokens: textTokens + imagePerLayer[layer])
+        }
+        var ranking = 0.0
+        for layer in reducer.dropLayers where layer < layers && !imageBlockSizes.isEmpty {
+            ranking += exactRanking(shape: decoder, tokens: textTokens + imagePerLayer[layer - 1], queryRows: 1)
+        }
+        let imageTokens = imageBlockSizes.reduce(0, +)
+        let visionCount = vision.map {
+            exactVision(shape: $0, tiles: tiles, imageTokens: imageTokens, projectorInput: projectorInput, textHidden: decoder.hidden)
+        } ?? 0
+        let lmHead = Double(decoder.vocabulary * decoder.hidden)
+        return FLOPsReport(
+            paperImageTeraFLOPs: paper(shape: decoder, imageTokensPerLayer: imagePerLayer) / 1e12,
+            paperImageTeraFLOPsWithoutReduction: paper(shape: decoder, imageTokensPerLayer: imagePerLayerVanilla) / 1e12,
+            exactVisionAndProjector: visionCount, exactLanguageModel: languageModel, exactLMHead: lmHead, exactRanking: ranking,
+            imageTokensPerLayer: imagePerLayer)
     }
 
     /// Exact multiply-adds of the vision tower over `tiles` tiles and the projector over `imageTokens` features.
@@ -94,6 +129,67 @@ public enum FLOPs {
         let tower = Double(tiles) * (patchEmbedding + Double(shape.layersRun) * perLayer)
         let projector = Double(imageTokens) * (Double(projectorInput) * Double(textHidden) + Double(textHidden) * Double(textHidden))
         return tower + projector
+    }
+}
+
+/// FLOPs of one prefill: the paper's figure and the exact count, kept apart.
+public struct FLOPsReport: Codable, Equatable, Sendable {
+    /// The paper's figure (TFLOPs): multiply-adds of image tokens only in the decoder.
+    public let paperImageTeraFLOPs: Double
+    /// The same figure without reduction.
+    public let paperImageTeraFLOPsWithoutReduction: Double
+    /// Exact multiply-adds of every matrix product and attention of the prefill, by part.
+    public let exactVisionAndProjector: Double
+    public let exactLanguageModel: Double
+    /// The output head on the last prompt position.
+    public let exactLMHead: Double
+    public let exactRanking: Double
+    /// Image tokens entering each decoder layer.
+    public let imageTokensPerLayer: [Int]
+    public var exactTotal: Double { exactVisionAndProjector + exactLanguageModel + exactLMHead + exactRanking }
+    public var note: String {
+        "paperImageTeraFLOPs counts multiply-adds of image tokens only (4nd²+2n²d+3ndm per layer), as the paper's tables; exact* count multiply-adds of every matrix product and attention score of the prefill (all tokens, vision tower, projector, lm_head, ranking), elementwise work excluded"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case paperImageTeraFLOPs, paperImageTeraFLOPsWithoutReduction, exactVisionAndProjector, exactLanguageModel
+        case exactLMHead, exactRanking, imageTokensPerLayer, exactTotal, note
+    }
+
+    public init(paperImageTeraFLOPs: Double, paperImageTeraFLOPsWithoutReduction: Double, exactVisionAndProjector: Double,
+                exactLanguageModel: Double, exactLMHead: Double, exactRanking: Double, imageTokensPerLayer: [Int]) {
+        self.paperImageTeraFLOPs = paperImageTeraFLOPs
+        self.paperImageTeraFLOPsWithoutReduction = paperImageTeraFLOPsWithoutReduction
+        self.exactVisionAndProjector = exactVisionAndProjector
+        self.exactLanguageModel = exactLanguageModel
+        self.exactLMHead = exactLMHead
+        self.exactRanking = exactRanking
+        self.imageTokensPerLayer = imageTokensPerLayer
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            paperImageTeraFLOPs: try c.decode(Double.self, forKey: .paperImageTeraFLOPs),
+            paperImageTeraFLOPsWithoutReduction: try c.decode(Double.self, forKey: .paperImageTeraFLOPsWithoutReduction),
+            exactVisionAndProjector: try c.decode(Double.self, forKey: .exactVisionAndProjector),
+            exactLanguageModel: try c.decode(Double.self, forKey: .exactLanguageModel),
+            exactLMHead: try c.decode(Double.self, forKey: .exactLMHead),
+            exactRanking: try c.decode(Double.self, forKey: .exactRanking),
+            imageTokensPerLayer: try c.decode([Int].self, forKey: .imageTokensPerLayer))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(paperImageTeraFLOPs, forKey: .paperImageTeraFLOPs)
+        try c.encode(paperImageTeraFLOPsWithoutReduction, forKey: .paperImageTeraFLOPsWithoutReduction)
+        try c.encode(exactVisionAndProjector, forKey: .exactVisionAndProjector)
+        try c.encode(exactLanguageModel, forKey: .exactLanguageModel)
+        try c.encode(exactLMHead, forKey: .exactLMHead)
+        try c.encode(exactRanking, forKey: .exactRanking)
+        try c.encode(imageTokensPerLayer, forKey: .imageTokensPerLayer)
+        try c.encode(exactTotal, forKey: .exactTotal)
+        try c.encode(note, forKey: .note)
     }
 }
 

@@ -51,3 +51,38 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(outOfVocabulary.stderr.contains("9999"))
     }
 }
+
+@Suite struct FLOPsCommandTests {
+    func paperFigures(_ arguments: [String]) throws -> (vanilla: Double, reduced: Double) {
+        let run = try runPDrop(["flops", "--json"] + arguments)
+        #expect(run.status == 0, "\(run.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        let flops = try #require(object?["flops"] as? [String: Any])
+        return (try #require(flops["paperImageTeraFLOPsWithoutReduction"] as? Double), try #require(flops["paperImageTeraFLOPs"] as? Double))
+    }
+
+    /// The paper's four figures to 3 significant digits: 3.82 → 1.78 (LLaVA-1.5-7B), 20.8 → 9.46 (LLaVA-NeXT-7B).
+    @Test func reproducesThePapersFigures() throws {
+        let llava = try paperFigures(["--preset", "llava-1.5-7b"])
+        #expect(String(format: "%.3g", llava.vanilla) == "3.82" && String(format: "%.3g", llava.reduced) == "1.78")
+        let next = try paperFigures(["--preset", "llava-next-7b"])
+        #expect(String(format: "%.3g", next.vanilla) == "20.8" && String(format: "%.3g", next.reduced) == "9.46")
+        let explicit = try paperFigures(["--preset", "llava-1.5-7b", "--layers", "8,16,24", "--ratios", "0.5,0.25,0.125"])
+        #expect(String(format: "%.3g", explicit.reduced) == "1.78")
+        let lambda = try paperFigures(["--preset", "llava-next-7b", "--lambda", "0.5", "--stages", "4"])
+        #expect(String(format: "%.3g", lambda.reduced) == "9.46")
+    }
+
+    @Test func invalidSchedulesAreClearErrors() throws {
+        let mismatched = try runPDrop(["flops", "--layers", "8,16", "--ratios", "0.5"])
+        #expect(mismatched.status != 0 && mismatched.stderr.contains("2 layers"))
+        let increasing = try runPDrop(["flops", "--layers", "8,16", "--ratios", "0.25,0.5"])
+        #expect(increasing.status != 0 && increasing.stderr.contains("increase"))
+        let both = try runPDrop(["flops", "--layers", "8", "--ratios", "0.5", "--lambda", "0.5"])
+        #expect(both.status != 0 && both.stderr.contains("not both"))
+        let badNumber = try runPDrop(["flops", "--layers", "8,x", "--ratios", "0.5,0.25"])
+        #expect(badNumber.status != 0 && badNumber.stderr.contains("item 2"))
+        let unknownPreset = try runPDrop(["flops", "--preset", "gpt-9"])
+        #expect(unknownPreset.status != 0 && unknownPreset.stderr.contains("gpt-9"))
+    }
+}

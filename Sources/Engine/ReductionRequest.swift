@@ -1,0 +1,82 @@
+import Foundation
+import TokenReduction
+
+/// Which reduction a user asked for.
+public enum ReductionKind: String, CaseIterable, Codable, Sendable {
+    case none, fastv, pdrop
+}
+
+/// A reduction as the command line describes it; `makeReducer` turns it into a strategy for a
+/// given decoder, validating every combination.
+public struct ReductionRequest: Equatable, Sendable {
+    public var kind: ReductionKind = .pdrop
+    /// Explicit PDrop schedule: layers (1-based) and cumulative ratios.
+    public var layers: [Int]? = nil
+    public var ratios: [Double]? = nil
+    /// The paper's form: λ and the number of stages (equal stages over the decoder).
+    public var lambda: Double? = nil
+    public var stages: Int? = nil
+    public var budget: ReductionBudget? = nil
+    public var fastVLayer: Int? = nil
+    public var fastVRatio: Double? = nil
+    /// nil: the method's own default (PDrop reindex, FastV preserve).
+    public var positions: PositionMode? = nil
+
+    public init() {}
+
+    /// The reducer for a decoder of `decoder.layers` layers whose image blocks hold `imageTokens`
+    /// tokens (used by the budget solver).
+    public func makeReducer(decoder: DecoderShape, imageTokens: Int) throws -> VisualTokenReducer {
+        let scheduleFlags = layers != nil || ratios != nil || lambda != nil || stages != nil
+        let fastVFlags = fastVLayer != nil || fastVRatio != nil
+        switch kind {
+        case .none:
+            if scheduleFlags || fastVFlags || budget != nil {
+                throw ReductionSettingError.invalid("--reduction none takes no schedule, FastV or budget options")
+            }
+            return NoReduction()
+        case .pdrop:
+            if fastVFlags { throw ReductionSettingError.invalid("--fastv-layer/--fastv-ratio need --reduction fastv") }
+            if budget != nil && scheduleFlags {
+                throw ReductionSettingError.invalid("give either a budget or a schedule (--layers/--ratios or --lambda/--stages), not both")
+            }
+            if (layers != nil || ratios != nil) && (lambda != nil || stages != nil) {
+                throw ReductionSettingError.invalid("give either --layers with --ratios or --lambda with --stages, not both")
+            }
+            let schedule: PyramidDropSchedule
+            if let budget {
+                schedule = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).schedule
+            } else if layers != nil || ratios != nil {
+                guard let layers, let ratios else { throw ReductionSettingError.invalid("--layers and --ratios go together") }
+                schedule = try PyramidDropSchedule(layers: layers, ratios: ratios, layerCount: decoder.layers)
+            } else if lambda != nil || stages != nil {
+                schedule = try PyramidDropSchedule(lambda: lambda ?? 0.5, stages: stages ?? 4, layerCount: decoder.layers)
+            } else {
+                schedule = try PyramidDropSchedule.paperDefault(layerCount: decoder.layers)
+            }
+            return PyramidDropReducer(schedule: schedule, positionMode: positions ?? .reindex)
+        case .fastv:
+            if scheduleFlags { throw ReductionSettingError.invalid("--layers/--ratios/--lambda/--stages need --reduction pdrop") }
+            if budget != nil && fastVFlags { throw ReductionSettingError.invalid("give either a budget or --fastv-layer/--fastv-ratio, not both") }
+            let setting: FastVSetting
+            if let budget {
+                setting = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).fastV
+            } else {
+                setting = try FastVSetting(layer: fastVLayer ?? 2, dropRatio: fastVRatio ?? 0.5, layerCount: decoder.layers)
+            }
+            return FastVReducer(setting: setting, positionMode: positions ?? .preserve)
+        }
+    }
+}
+
+/// A readable one-line account of a reducer, for reports.
+public func describe(_ reducer: VisualTokenReducer) -> String {
+    switch reducer {
+    case let pyramid as PyramidDropReducer:
+        return "pdrop layers \(pyramid.schedule.layers) ratios \(pyramid.schedule.ratios) positions \(pyramid.positionMode.rawValue)"
+    case let fastV as FastVReducer:
+        return "fastv layer \(fastV.setting.layer) drop ratio \(fastV.setting.dropRatio) positions \(fastV.positionMode.rawValue)"
+    default:
+        return "none"
+    }
+}
