@@ -19,6 +19,8 @@ let package = Package(
 
         // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
+        // tokenizer.json as the Python tokenizers library runs it. Foundation only.
+        .target(name: "Tokenizer"),
         // The safetensors file format only.
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
         // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
@@ -35,6 +37,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(
             name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "pdrop"]),
