@@ -24,7 +24,8 @@ demo: build
 # Regenerates Tests/Fixtures with PyTorch + transformers (needs Python; tests do not).
 fixtures:
 	tools/reference/setup-venv.sh
-	tools/reference/.venv/bin/python tools/reference/make_fixtures.py
+	cd tools/reference && .venv/bin/python make_fixtures.py && .venv/bin/python make_tokenizer_fixtures.py \
+		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_pdrop_fixtures.py
 
 clean:
 	rm -rf .build

@@ -85,6 +85,26 @@ public final class LlavaModel {
         projector(visionFeatures(pixelValues: pixelValues))
     }
 
+    /// The rows of each image's block of image tokens in `tokens`, in order (images that sit
+    /// side by side are told apart by their length, tokensPerImage).
+    public func imageBlocks(in tokens: [Int]) -> [Range<Int>] {
+        var blocks: [Range<Int>] = []
+        var index = 0
+        while index < tokens.count {
+            guard tokens[index] == configuration.imageTokenIndex else { index += 1; continue }
+            var end = index
+            while end < tokens.count && tokens[end] == configuration.imageTokenIndex { end += 1 }
+            var start = index
+            while start < end {
+                let blockEnd = min(end, start + tokensPerImage)
+                blocks.append(start..<blockEnd)
+                start = blockEnd
+            }
+            index = end
+        }
+        return blocks
+    }
+
     /// Input embeddings (tokens.count, textHidden): token embeddings, with the image-token rows
     /// replaced by the images' features in order.
     public func embed(tokens: [Int], imageFeatures: [Tensor]) throws -> Tensor {
