@@ -136,7 +136,7 @@ def main():
     metadata = {
         "source": "tools/reference/pdrop_reference.py (transformers LlavaForConditionalGeneration, fp32, "
                   "decoder layers run one by one with per-layer KV caches)",
-        "spec": "/work/shared/PYRAMIDDROP.md",
+        "spec": "../shared/PYRAMIDDROP.md",
         "model": "Tests/Fixtures/tiny-llava",
         "single_image_inputs": "Tests/Fixtures/tiny-llava/reference-image.safetensors (input_ids, pixel_values)",
         "two_image_prompt": TWO_IMAGE_PROMPT,

@@ -7,7 +7,7 @@ reference encodings, which are copied as they are and checked only where `tokeni
 
 Inputs
   --vocab-dir   folder with llama.cpp's ggml-vocab-llama-spm.gguf and its .inp/.out reference
-                encodings (default: /work/shared/data/llama-spm-vocab)
+                encodings (default: ../shared/data/llama-spm-vocab beside the repository)
 Outputs (under Tests/TokenizerTests/Fixtures unless --out is given)
   llama-tokenizer.json      the llava-1.5-7b-hf style tokenizer.json (LLaMA vocabulary, legacy
                             Prepend/Replace normalizer, `<image>` 32000 and `<pad>` 32001 added)
@@ -16,7 +16,7 @@ Outputs (under Tests/TokenizerTests/Fixtures unless --out is given)
   llama.cpp/ggml-vocab-llama-spm.gguf.inp/.out   llama.cpp's reference encodings, copied
 
 Run it with a Python that has transformers (with gguf support), tokenizers, gguf, sentencepiece:
-  /tmp/refvenv/bin/python tools/reference/make_tokenizer_fixtures.py
+  python tools/reference/make_tokenizer_fixtures.py
 The output is deterministic: a fixed string list plus combinations drawn from a seeded RNG.
 """
 
@@ -349,7 +349,8 @@ def dump_readable(value, depth: int = 0) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vocab-dir", type=Path, default=Path("/work/shared/data/llama-spm-vocab"))
+    parser.add_argument("--vocab-dir", type=Path,
+                        default=Path(__file__).resolve().parents[3] / "shared" / "data" / "llama-spm-vocab")
     fixtures = Path(__file__).resolve().parents[2] / "Tests" / "Fixtures"
     parser.add_argument("--out", type=Path, default=fixtures / "tokenizer",
                         help="folder for golden.json and llama.cpp's reference files")

@@ -1,6 +1,6 @@
 """PyramidDrop (PDrop) and FastV on LLaVA: the PyTorch reference the Swift engine is tested against.
 
-Semantics: /work/shared/PYRAMIDDROP.md (the authors' released code, with GQA and several image
+Semantics: ../shared/PYRAMIDDROP.md (the authors' released code, with GQA and several image
 blocks supported). Everything here runs in fp32 on top of transformers' own modules:
 
   * LlavaForConditionalGeneration.from_pretrained(..., dtype=float32, attn_implementation="eager")
