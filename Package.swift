@@ -16,11 +16,15 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
         // tokenizer.json as the Python tokenizers library runs it. Foundation only.
         .target(name: "Tokenizer"),
+        // Images: PNG/JPEG decoding as PIL does it, CLIP preprocessing as transformers does it.
+        .target(name: "Vision", dependencies: ["CPNG", "CJPEG"]),
         // The safetensors file format only.
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
         // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
@@ -28,7 +32,7 @@ let package = Package(
         // Configurations, weights and forward passes of the model parts; applies reductions.
         .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction"]),
         // What the command line (and later a server) share: loading, prefill/decode, sampling.
-        .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction"]),
+        .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         .executableTarget(
             name: "pdrop",
             dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -38,8 +42,9 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision"]),
         .testTarget(
-            name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "TestSupport"]),
+            name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "Vision", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

@@ -32,6 +32,16 @@ public struct VisionShape: Equatable, Codable, Sendable {
     public var channels: Int
     /// Patch tokens per tile (576 at 336 pixels, patch 14); the class token comes on top.
     public var patchesPerTile: Int
+
+    public init(hidden: Int, intermediate: Int, heads: Int, layersRun: Int, patchSize: Int, channels: Int, patchesPerTile: Int) {
+        self.hidden = hidden
+        self.intermediate = intermediate
+        self.heads = heads
+        self.layersRun = layersRun
+        self.patchSize = patchSize
+        self.channels = channels
+        self.patchesPerTile = patchesPerTile
+    }
 }
 
 /// Multiply-add counts, as the paper counts them and exactly.

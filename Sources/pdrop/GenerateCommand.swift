@@ -2,82 +2,92 @@ import ArgumentParser
 import Engine
 import Foundation
 import Models
+import TokenReduction
 
-/// Loads a checkpoint and generates greedily from a prompt of token ids.
+/// Answers a question about an image (or continues a prompt of ids), greedily.
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Greedy generation from a prompt of token ids.")
+        abstract: "Generate an answer about an image, with visual token reduction.")
 
-    @Option(name: .long, help: "Checkpoint directory (config.json + *.safetensors).")
-    var model: String
+    @OptionGroup var input: InputOptions
+    @OptionGroup var reductionOptions: ReductionOptions
 
-    @Option(name: .long, help: "Prompt token ids, comma-separated (e.g. 1,450,4996).")
-    var promptIds: String
+    @Option(help: "Number of tokens to generate at most.")
+    var maxNewTokens: Int = 64
 
-    @Option(name: .long, help: "Number of tokens to generate.")
-    var maxNewTokens: Int = 16
-
-    @Flag(name: .long, help: "Keep generating past an end-of-sequence token.")
+    @Flag(help: "Keep generating past an end-of-sequence token.")
     var ignoreEos = false
 
-    @Flag(name: .long, help: "Print one JSON object instead of text.")
+    @Option(help: "Write a PNG of the image once per stage with the dropped patches dimmed.")
+    var saveKept: String?
+
+    @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     func validate() throws {
-        if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must be ≥ 0, got \(maxNewTokens)") }
+        if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
     }
 
     func run() throws {
-        let prompt = try parseTokenIds(promptIds)
         try failing {
             let clock = ContinuousClock()
             let start = clock.now
-            let loaded = try LoadedModel.load(directory: URL(fileURLWithPath: model))
-            let loadSeconds = Double((clock.now - start).components.attoseconds) * 1e-18 + Double((clock.now - start).components.seconds)
-            let result = try generateGreedy(
-                model: loaded.languageModel, prompt: prompt, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
-            if json {
-                let report = GenerateReport(result: result, loadSeconds: loadSeconds)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
-            } else {
-                let c = loaded.languageModel.configuration
-                print("model: \(model) (\(loaded.languageLayout.modelPrefix)*: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), \(c.numAttentionHeads) heads / \(c.numKeyValueHeads) kv heads, vocab \(c.vocabSize)), loaded in \(String(format: "%.3f", loadSeconds)) s")
-                print("prompt: \(prompt.count) tokens \(prompt)")
-                print("generated: \(result.tokens.count) tokens \(result.tokens)\(result.stoppedAtEndOfSequence ? " (stopped at end of sequence)" : "")")
-                print(String(format: "prefill %.4f s, decode %.1f tokens/s", result.prefillSeconds, result.decodeTokensPerSecond))
+            let prepared = try input.prepare()
+            let reducer = try prepared.reducer(reductionOptions)
+            let setupSeconds = seconds(since: start, clock)
+            let result = try prepared.generate(reducer: reducer, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
+            let text = prepared.decode?(result.tokens)
+            if let saveKept {
+                try saveKeptPicture(prepared: prepared, keptImageTokens: result.keptImageTokens, path: saveKept)
             }
+            let flops = prepared.flops(reducer)
+            if json {
+                let report = GenerateReport(
+                    tokens: result.tokens, text: text, promptTokens: result.promptTokens, imageTokens: prepared.imageTokens,
+                    prefillSeconds: result.prefillSeconds, visionSeconds: prepared.visionSeconds,
+                    decodeTokensPerSecond: result.decodeTokensPerSecond, reduction: describe(reducer),
+                    keptImageTokens: KeptImageTokens(perDrop: result.keptImageTokens), tokensPerLayer: result.tokensPerLayer,
+                    keyValueCacheBytes: result.keyValueCacheBytes, flops: flops)
+                print(try encodeJSON(report))
+                return
+            }
+            print(text ?? "tokens: \(result.tokens)")
+            let drops = result.keptImageTokens.map { $0.map(\.count).map(String.init).joined(separator: "+") }
+            FileHandle.standardError.write(Data("""
+                [\(prepared.inputIds.count) prompt tokens, \(prepared.imageTokens) image tokens; \(describe(reducer))\(drops.isEmpty ? "" : "; kept " + drops.joined(separator: " -> "))]
+                [setup \(format(setupSeconds)) s, vision \(format(prepared.visionSeconds)) s, prefill \(format(result.prefillSeconds)) s, decode \(String(format: "%.1f", result.decodeTokensPerSecond)) tokens/s; image TFLOPs (paper) \(String(format: "%.4f", flops.paperImageTeraFLOPs)) of \(String(format: "%.4f", flops.paperImageTeraFLOPsWithoutReduction))]
+
+                """.utf8))
         }
     }
 }
 
 struct GenerateReport: Encodable {
     let tokens: [Int]
+    let text: String?
     let promptTokens: Int
+    let imageTokens: Int
     let prefillSeconds: Double
+    let visionSeconds: Double
     let decodeTokensPerSecond: Double
-    let loadSeconds: Double
-
-    init(result: GenerationResult, loadSeconds: Double) {
-        tokens = result.tokens
-        promptTokens = result.promptTokens
-        prefillSeconds = result.prefillSeconds
-        decodeTokensPerSecond = result.decodeTokensPerSecond
-        self.loadSeconds = loadSeconds
-    }
+    let reduction: String
+    let keptImageTokens: KeptImageTokens
+    let tokensPerLayer: [Int]
+    let keyValueCacheBytes: Int
+    let flops: FLOPsReport
 }
 
-func parseTokenIds(_ text: String) throws -> [Int] {
-    let pieces = text.split(separator: ",", omittingEmptySubsequences: false)
-    var ids: [Int] = []
-    for (index, piece) in pieces.enumerated() {
-        guard let id = Int(piece.trimmingCharacters(in: .whitespaces)), id >= 0 else {
-            throw ValidationError("--prompt-ids: item \(index + 1) ('\(piece)') is not a non-negative integer")
-        }
-        ids.append(id)
+func seconds(since start: ContinuousClock.Instant, _ clock: ContinuousClock) -> Double {
+    let duration = clock.now - start
+    return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+}
+
+func format(_ seconds: Double) -> String { String(format: "%.3f", seconds) }
+
+func saveKeptPicture(prepared: PreparedRun, keptImageTokens: [[[Int]]], path: String) throws {
+    guard let pipeline = prepared.pipeline else {
+        throw ValidationError("--save-kept needs an image (a LLaVA checkpoint with --image)")
     }
-    if ids.isEmpty { throw ValidationError("--prompt-ids is empty") }
-    return ids
+    try pipeline.saveKeptPicture(imageFiles: prepared.imageFiles, keptImageTokens: keptImageTokens, to: path)
 }
