@@ -1,4 +1,6 @@
 import Foundation
+import SafeTensors
+import TensorCore
 import Testing
 import TestSupport
 
@@ -49,6 +51,94 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         let outOfVocabulary = try runPDrop(["generate", "--model", Fixtures.url("tiny-llama").path, "--prompt-ids", "1,9999"])
         #expect(outOfVocabulary.status != 0)
         #expect(outOfVocabulary.stderr.contains("9999"))
+    }
+}
+
+/// `pdrop generate` and `pdrop logits` on the tiny LLaVA checkpoint with a real photograph,
+/// against transformers' and the PyramidDrop reference's outputs.
+@Suite struct LlavaCommandTests {
+    let model = Fixtures.url("tiny-llava").path
+    let image = Fixtures.url("images/chelsea.jpg").path
+    let question = "What is shown in this image?"
+
+    func json(_ arguments: [String]) throws -> [String: Any] {
+        let run = try runPDrop(arguments)
+        #expect(run.status == 0, "\(run.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+    }
+
+    func reference(_ file: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: Fixtures.url("tiny-llava/\(file)").path)
+    }
+
+    @Test func logitsMatchTransformersWithoutReduction() throws {
+        let object = try json(["logits", "--model", model, "--image", image, "--prompt", question, "--reduction", "none"])
+        let expected = try reference("reference-image.safetensors")
+        #expect(object["inputIds"] as? [Int] == (try expected.integers("input_ids")))
+        #expect(object["imageTokens"] as? Int == 576)
+        let logits = try #require(object["lastLogits"] as? [Double]).map(Float.init)
+        let reference = try expected.floatTensor("logits.last")
+        #expect(logits.count == reference.count)
+        #expect(maxAbsoluteDifference(Tensor(shape: [1, logits.count], values: logits), reference) < 1e-4)
+    }
+
+    @Test func rawPromptIsUsedAsGiven() throws {
+        let raw = try json(["logits", "--model", model, "--image", image, "--raw-prompt",
+                            "USER: <image>\nWhat is shown in this image? ASSISTANT:", "--reduction", "none"])
+        #expect(raw["inputIds"] as? [Int] == (try reference("reference-image.safetensors").integers("input_ids")))
+        let different = try json(["logits", "--model", model, "--image", image, "--raw-prompt", "<image>", "--reduction", "none"])
+        #expect((different["inputIds"] as? [Int])?.count == 577)  // BOS + 576 image tokens
+    }
+
+    @Test(arguments: [
+        ("pdrop.reindex", ["--reduction", "pdrop", "--layers", "2,4,6", "--ratios", "0.5,0.25,0.125"]),
+        ("pdrop.reindex", ["--lambda", "0.5", "--stages", "4"]),
+        ("pdrop.preserve", ["--layers", "2,4,6", "--ratios", "0.5,0.25,0.125", "--positions", "preserve"]),
+        ("fastv.preserve", ["--reduction", "fastv", "--fastv-layer", "2", "--fastv-ratio", "0.5"]),
+        ("fastv.reindex", ["--reduction", "fastv", "--positions", "reindex"]),
+    ])
+    func generateWithReductionMatchesTheReference(_ name: String, _ flags: [String]) throws {
+        let object = try json(["generate", "--model", model, "--image", image, "--prompt", question, "--max-new-tokens", "16",
+                               "--ignore-eos", "--json"] + flags)
+        let expected = try reference("reference-pdrop.safetensors")
+        #expect(object["tokens"] as? [Int] == (try expected.integers("\(name).greedy_tokens")))
+        let kept = try #require(object["keptImageTokens"] as? [[Int]])
+        let drops = name.hasPrefix("fastv") ? 1 : 3
+        #expect(kept.count == drops)
+        for drop in 0..<drops { #expect(kept[drop] == (try expected.integers("\(name).kept.\(drop)"))) }
+        #expect(object["promptTokens"] as? Int == 595 && object["imageTokens"] as? Int == 576)
+        #expect(object["prefillSeconds"] is Double && object["decodeTokensPerSecond"] is Double)
+        let flops = try #require(object["flops"] as? [String: Any])
+        #expect((flops["paperImageTeraFLOPs"] as? Double ?? 1) < (flops["paperImageTeraFLOPsWithoutReduction"] as? Double ?? 0))
+        #expect(flops["exactTotal"] is Double)
+    }
+
+    @Test func badPromptsAndImagesAreClearErrors() throws {
+        let noImage = try runPDrop(["generate", "--model", model, "--image", image, "--raw-prompt", "USER: hi ASSISTANT:"])
+        #expect(noImage.status != 0 && noImage.stderr.contains("no <image>"))
+        let twoImages = try runPDrop(["generate", "--model", model, "--image", image, "--raw-prompt", "<image><image>"])
+        #expect(twoImages.status != 0 && twoImages.stderr.contains("2 <image>"))
+        let long = try runPDrop(["logits", "--model", model, "--image", image, "--prompt", String(repeating: "more ", count: 4000)])
+        #expect(long.status != 0 && long.stderr.contains("context of 4096"))
+        let truncated = Fixtures.url("vision/images/bad/truncated_half.jpg").path
+        let badImage = try runPDrop(["generate", "--model", model, "--image", truncated, "--prompt", question])
+        #expect(badImage.status != 0 && badImage.stderr.contains("truncated_half.jpg"))
+        let missing = try runPDrop(["generate", "--model", model, "--image", "/nonexistent.png", "--prompt", question])
+        #expect(missing.status != 0 && missing.stderr.contains("/nonexistent.png"))
+        let both = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--raw-prompt", "<image>"])
+        #expect(both.status != 0 && both.stderr.contains("exactly one of"))
+        let badSchedule = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--layers", "2,9", "--ratios", "0.5,0.25"])
+        #expect(badSchedule.status != 0 && badSchedule.stderr.contains("outside 1...7"))
+    }
+
+    @Test func saveKeptWritesAPicture() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("kept.png").path
+        let run = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--max-new-tokens", "2", "--save-kept", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]))
     }
 }
 
