@@ -18,15 +18,6 @@ public struct PrefillResult {
     public let tokensPerLayer: [Int]
 }
 
-/// An image block being tracked through the drops.
-struct TrackedImageBlock {
-    /// First row of the block in the current sequence.
-    var start: Int
-    /// Original index (0..<N) of each row still in the block, increasing.
-    var originalIndices: [Int]
-    var rows: Range<Int> { start..<(start + originalIndices.count) }
-}
-
 extension LlamaModel {
     /// Prefill of embeddings(tokens, hidden) in which `reducer` drops image tokens between layers.
     /// `imageBlocks` are the rows of each image block (ranked and cut on its own, with its own N);
@@ -39,7 +30,7 @@ extension LlamaModel {
         let promptLength = embeddings.size(0)
         var hidden = embeddings
         var positions = Array(0..<promptLength)
-        var blocks = imageBlocks.map { TrackedImageBlock(start: $0.lowerBound, originalIndices: Array(0..<$0.count)) }
+        var blocks = imageBlocks.map { ImageBlockState(rows: $0) }
         var keptImageTokens: [[[Int]]] = []
         var tokensPerLayer: [Int] = []
         let dropLayers = reducer.dropLayers
@@ -67,25 +58,11 @@ extension LlamaModel {
             } else {
                 scores = queryAttention(layer: layer + 1, input: hidden, positions: positions, queryRows: queryRows)
             }
-            var keptRows: [Int] = []
-            var keptThisDrop: [[Int]] = []
-            var cursor = 0
-            for index in blocks.indices {
-                let block = blocks[index]
-                keptRows.append(contentsOf: cursor..<block.start)
-                let originalCount = imageBlocks[index].count
-                let keep = min(block.originalIndices.count, reducer.keptCount(originalCount: originalCount, afterDrop: nextDrop))
-                let local = topIndicesSorted(Array(scores[block.rows]), count: keep)
-                blocks[index] = TrackedImageBlock(start: keptRows.count, originalIndices: local.map { block.originalIndices[$0] })
-                keptRows.append(contentsOf: local.map { block.start + $0 })
-                keptThisDrop.append(blocks[index].originalIndices)
-                cursor = block.rows.upperBound
-            }
-            keptRows.append(contentsOf: cursor..<hidden.size(0))
-            keptImageTokens.append(keptThisDrop)
-
-            hidden = gatherRows(hidden, keptRows)
-            positions = reducer.positionMode == .reindex ? Array(0..<keptRows.count) : keptRows.map { positions[$0] }
+            let plan = DropPlan(scores: scores, blocks: blocks, reducer: reducer, drop: nextDrop)
+            keptImageTokens.append(plan.keptImageTokens)
+            hidden = gatherRows(hidden, plan.keptRows)
+            positions = plan.positions(from: positions, mode: reducer.positionMode)
+            blocks = plan.blocks
             lastLayerInput = nil
             nextDrop += 1
         }

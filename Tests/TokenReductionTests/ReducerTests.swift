@@ -149,3 +149,57 @@ import TokenReduction
         }
     }
 }
+
+/// The decision of a drop on synthetic scores, without a model.
+@Suite struct DropPlanTests {
+    let pdrop = PyramidDropReducer(schedule: try! PyramidDropSchedule(layers: [1, 2, 3], ratios: [0.5, 0.25, 0.125], layerCount: 4))
+
+    @Test func textSurvivesAndKeptImageTokensStayInOrder() {
+        // Sequence: 2 text rows, an 8-token image block, 1 text row.
+        let scores: [Float] = [9, 9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.9, 0.05, 0.4, 9]
+        let plan = DropPlan(scores: scores, blocks: [ImageBlockState(rows: 2..<10)], reducer: pdrop, drop: 0)
+        #expect(plan.keptImageTokens == [[1, 3, 5, 7]])  // scores 0.8, 0.7, 0.9, 0.4 are the top 4 of 8
+        #expect(plan.keptRows == [0, 1, 3, 5, 7, 9, 10])
+        #expect(plan.blocks == [ImageBlockState(start: 2, originalIndices: [1, 3, 5, 7], originalCount: 8)])
+        #expect(plan.positions(from: Array(0..<11), mode: .reindex) == Array(0..<7))
+        #expect(plan.positions(from: Array(0..<11), mode: .preserve) == [0, 1, 3, 5, 7, 9, 10])
+    }
+
+    /// Budgets are floors of the cumulative ratio of the ORIGINAL N, even when the block already shrank.
+    @Test func laterDropsCountFromTheOriginalBlock() {
+        let block = ImageBlockState(start: 1, originalIndices: [1, 3, 5, 7], originalCount: 8)  // after drop 0
+        let scores: [Float] = [0, 0.5, 0.9, 0.1, 0.3, 0]
+        let plan = DropPlan(scores: scores, blocks: [block], reducer: pdrop, drop: 1)
+        #expect(plan.keptImageTokens == [[1, 3]])  // floor(8 · 0.25) = 2: original 1 (0.5) and 3 (0.9)
+        let last = DropPlan(scores: [0, 0.5, 0.9, 0], blocks: plan.blocks, reducer: pdrop, drop: 2)
+        #expect(last.keptImageTokens == [[3]])  // floor(8 · 0.125) = 1
+    }
+
+    @Test func tiesGoToTheLowerIndexAndUnevenNFloors() {
+        let scores: [Float] = [1, 1, 1, 1, 1, 1, 1]  // a 7-token block, all equal
+        let plan = DropPlan(scores: scores, blocks: [ImageBlockState(rows: 0..<7)], reducer: pdrop, drop: 0)
+        #expect(plan.keptImageTokens == [[0, 1, 2]])  // floor(3.5) = 3, the lowest indices
+        let last = DropPlan(scores: scores, blocks: [ImageBlockState(rows: 0..<7)], reducer: pdrop, drop: 2)
+        #expect(last.keptImageTokens == [[]] && last.keptRows.isEmpty)  // floor(0.875) = 0
+    }
+
+    /// Two blocks are ranked and cut each on its own, with its own N.
+    @Test func twoImageBlocksEachKeepTheirOwnBudget() {
+        // text, block A (4 tokens, high scores), text, block B (6 tokens, low scores), text
+        let scores: [Float] = [5, 0.9, 0.8, 0.7, 0.95, 5, 0.01, 0.03, 0.02, 0.05, 0.04, 0.001, 5]
+        let plan = DropPlan(
+            scores: scores, blocks: [ImageBlockState(rows: 1..<5), ImageBlockState(rows: 6..<12)], reducer: pdrop, drop: 0)
+        #expect(plan.keptImageTokens == [[0, 3], [1, 3, 4]])
+        #expect(plan.keptRows == [0, 1, 4, 5, 7, 9, 10, 12])
+        #expect(plan.blocks.map(\.start) == [1, 4])
+    }
+
+    @Test func singleStageFastVAndRatioOne() throws {
+        let fastV = FastVReducer(setting: try FastVSetting(layer: 1, dropRatio: 0.75, layerCount: 4))
+        let scores: [Float] = [0.2, 0.9, 0.1, 0.4, 0.3, 0.8, 0.7, 0.6]
+        #expect(DropPlan(scores: scores, blocks: [ImageBlockState(rows: 0..<8)], reducer: fastV, drop: 0).keptImageTokens == [[1, 5]])
+        let identity = PyramidDropReducer(schedule: try PyramidDropSchedule(layers: [1], ratios: [1], layerCount: 4))
+        let plan = DropPlan(scores: scores, blocks: [ImageBlockState(rows: 2..<6)], reducer: identity, drop: 0)
+        #expect(plan.keptRows == Array(0..<8) && plan.keptImageTokens == [[0, 1, 2, 3]])
+    }
+}
