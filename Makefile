@@ -4,8 +4,8 @@ SWIFT ?= swift
 RELEASE_FLAGS = -c release -Xswiftc -target-cpu -Xswiftc native
 PDROP = .build/release/pdrop
 DEMO_MODEL = Tests/Fixtures/tiny-llava
-# BOS, then "USER: What is this? ASSISTANT:" in LLaMA token ids.
-DEMO_PROMPT = 1,3148,1001,29901,1724,338,445,29973,319,1799,9047,13566,29901
+DEMO_IMAGE = Tests/Fixtures/images/chelsea.jpg
+DEMO_QUESTION = "What is shown in this image?"
 
 .PHONY: setup build test demo clean fixtures
 
@@ -18,8 +18,18 @@ build: setup
 test: setup
 	$(SWIFT) test --disable-xctest
 
+# The bundled tiny random LLaVA (its answers are noise; the mechanics are real): no reduction,
+# FastV and PyramidDrop on a real photograph, and the picture of what PyramidDrop kept.
 demo: build
-	$(PDROP) generate --model $(DEMO_MODEL) --prompt-ids $(DEMO_PROMPT) --max-new-tokens 8
+	@for reduction in none fastv pdrop; do \
+		echo "== --reduction $$reduction"; \
+		$(PDROP) generate --model $(DEMO_MODEL) --image $(DEMO_IMAGE) --prompt $(DEMO_QUESTION) \
+			--max-new-tokens 12 --reduction $$reduction || exit 1; \
+	done
+	$(PDROP) generate --model $(DEMO_MODEL) --image $(DEMO_IMAGE) --prompt $(DEMO_QUESTION) \
+		--max-new-tokens 1 --save-kept .build/kept-tokens.png > /dev/null
+	@echo "kept-token picture (one panel per stage): .build/kept-tokens.png"
+	$(PDROP) flops --preset llava-1.5-7b
 
 # Regenerates Tests/Fixtures with PyTorch + transformers (needs Python; tests do not).
 fixtures:
