@@ -23,7 +23,8 @@ import TestSupport
         let loaded = try LoadedModel.load(directory: Fixtures.url(name))
         let llava = try #require(loaded.llava)
         let reference = try SafeTensorsFile(path: Fixtures.url(name).appendingPathComponent("reference-image.safetensors").path)
-        let pixelValues = try reference.floatTensor("pixel_values")
+        // Both fixtures see the same image through the same processor; tiny-llava stores the pixels.
+        let pixelValues = try SafeTensorsFile(path: Fixtures.url("tiny-llava/reference-image.safetensors").path).floatTensor("pixel_values")
 
         let allLayers = Array(0...llava.visionTower.layers.count)
         let states = llava.visionTower.hiddenStates(pixelValues: pixelValues, indices: allLayers)

@@ -6,7 +6,7 @@ Writes to Tests/Fixtures:
   tiny-llava/preprocessor_config.json  as llava-hf ships it (CLIPImageProcessor, 336)
   tiny-llava/reference-image.safetensors
   tiny-llava-saved/processor_config.json  as transformers 5's save_pretrained writes it
-  tiny-llava-saved/reference-image.safetensors
+  tiny-llava-saved/reference-image.safetensors  (without pixel_values: tiny-llava's are the same)
 
 Each reference-image file holds pixel_values (3, 336, 336), the vision tower's hidden states
 (vision.hidden.K, K = 0 embeddings … L), the selected features, the projected image features,
@@ -49,7 +49,7 @@ def write_image():
     return path
 
 
-def record_image_prompt(directory, image_path, processor):
+def record_image_prompt(directory, image_path, processor, store_pixels=True):
     model = LlavaForConditionalGeneration.from_pretrained(directory, dtype=torch.float32).eval()
     image = Image.open(image_path).convert("RGB")
     inputs = processor(images=image, text=PROMPT, return_tensors="pt")
@@ -60,7 +60,8 @@ def record_image_prompt(directory, image_path, processor):
     expanded = PROMPT.replace("<image>", "<image>" * 576)
     assert fast.encode(expanded).ids == input_ids[0].tolist(), "processor and tokenizers disagree"
 
-    tensors = {"pixel_values": pixel_values[0]}
+    # The saved layout shares tiny-llava's pixel values (same image, same processor).
+    tensors = {"pixel_values": pixel_values[0]} if store_pixels else {}
     with torch.no_grad():
         vision = model.model.vision_tower(pixel_values, output_hidden_states=True)
         for index, state in enumerate(vision.hidden_states):
@@ -99,7 +100,7 @@ def main():
         path = os.path.join(saved, name)
         if os.path.exists(path) and name != "chat_template.jinja":
             os.remove(path)
-    record_image_prompt(saved, image_path, processor)
+    record_image_prompt(saved, image_path, processor, store_pixels=False)
 
 
 if __name__ == "__main__":
