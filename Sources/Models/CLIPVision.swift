@@ -30,7 +30,7 @@ public final class CLIPVisionTower {
     public var patchesPerSide: Int { configuration.imageSize / configuration.patchSize }
     public var patchCount: Int { patchesPerSide * patchesPerSide }
 
-    public init(configuration: CLIPVisionConfiguration, loader: WeightLoader, prefix: String) {
+    public init(configuration: CLIPVisionConfiguration, loader: WeightSource, prefix: String) {
         let c = configuration
         let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
         let positions = (c.imageSize / c.patchSize) * (c.imageSize / c.patchSize) + 1
@@ -147,7 +147,7 @@ public struct MultiModalProjector {
     public let linear2: Linear  // (textHidden, textHidden)
     public let activation: String
 
-    public init(loader: WeightLoader, prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool, activation: String) {
+    public init(loader: WeightSource, prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool, activation: String) {
         linear1 = Linear(loader, prefix + "linear_1", inFeatures: inFeatures, outFeatures: outFeatures, bias: bias)
         linear2 = Linear(loader, prefix + "linear_2", inFeatures: outFeatures, outFeatures: outFeatures, bias: bias)
         self.activation = activation

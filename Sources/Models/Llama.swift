@@ -57,26 +57,26 @@ public enum DecoderInputError: Error, Equatable, CustomStringConvertible {
 /// causal attention, SwiGLU MLP, final norm, tied or separate output head.
 public final class LlamaModel {
     public let configuration: LlamaConfiguration
-    public let embedTokens: Tensor  // (vocab, hidden)
+    public let embedTokens: WeightMatrix  // (vocab, hidden)
     public let layers: [LlamaDecoderLayer]
     public let finalNorm: Tensor  // (hidden,)
     /// (vocab, hidden); the embedding table itself when the embeddings are tied.
-    public let lmHead: Tensor
+    public let lmHead: WeightMatrix
     public let rotary: RotaryEmbedding
 
     public var hiddenSize: Int { configuration.hiddenSize }
     public var vocabularySize: Int { configuration.vocabSize }
     public var keyValueWidth: Int { configuration.numKeyValueHeads * configuration.headDim }
 
-    /// Loads the language model's tensors from `loader` under `layout`; call `loader.finish`
-    /// afterwards to report what did not match.
-    public init(configuration: LlamaConfiguration, loader: WeightLoader, layout: LanguageModelLayout) {
+    /// Loads the language model's tensors from `loader` under `layout`; with a checkpoint, call
+    /// `WeightLoader.finish` afterwards to report what did not match.
+    public init(configuration: LlamaConfiguration, loader: WeightSource, layout: LanguageModelLayout) {
         let c = configuration
         let hidden = c.hiddenSize, headDim = c.headDim
         let queryWidth = c.numAttentionHeads * headDim, keyValueWidth = c.numKeyValueHeads * headDim
         self.configuration = c
         let prefix = layout.modelPrefix
-        embedTokens = loader.take(prefix + "embed_tokens.weight", shape: [c.vocabSize, hidden])
+        embedTokens = loader.takeMatrix(prefix + "embed_tokens.weight", rows: c.vocabSize, columns: hidden)
         layers = (0..<c.numHiddenLayers).map { index in
             let p = "\(prefix)layers.\(index)."
             return LlamaDecoderLayer(
@@ -96,7 +96,7 @@ public final class LlamaModel {
         if c.tieWordEmbeddings && !loader.contains(headName) {
             lmHead = embedTokens
         } else {
-            lmHead = loader.take(headName, shape: [c.vocabSize, hidden])
+            lmHead = loader.takeMatrix(headName, rows: c.vocabSize, columns: hidden)
         }
         rotary = RotaryEmbedding(headDim: headDim, theta: c.ropeTheta)
     }
@@ -114,7 +114,7 @@ public final class LlamaModel {
             guard token >= 0 && token < vocabularySize else {
                 throw DecoderInputError.tokenOutOfRange(position: position, token: token, vocabularySize: vocabularySize)
             }
-            (output.pointer + position * hiddenSize).update(from: embedTokens.pointer + token * hiddenSize, count: hiddenSize)
+            embedTokens.copyRow(token, to: output.pointer + position * hiddenSize)
         }
         return output
     }
@@ -179,7 +179,7 @@ public final class LlamaModel {
     public func logits(_ hidden: Tensor, rows: Range<Int>) -> Tensor {
         let normed = finalNormed(hidden, rows: rows)
         let output = Tensor(shape: [rows.count, vocabularySize])
-        BLAS.matmulTransposedB(output.pointer, normed.pointer, lmHead.pointer, m: rows.count, n: vocabularySize, k: hiddenSize)
+        lmHead.multiply(output.pointer, normed.pointer, inputRows: rows.count)
         withExtendedLifetime(normed) {}
         return output
     }

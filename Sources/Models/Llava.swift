@@ -54,7 +54,7 @@ public final class LlavaModel {
         visionTower.patchCount + (configuration.visionFeatureSelectStrategy == "full" ? 1 : 0)
     }
 
-    public init(configuration: LlavaConfiguration, loader: WeightLoader, layout: LlavaLayout) {
+    public init(configuration: LlavaConfiguration, loader: WeightSource, layout: LlavaLayout) {
         self.configuration = configuration
         visionTower = CLIPVisionTower(configuration: configuration.visionConfig, loader: loader, prefix: layout.visionPrefix)
         projector = MultiModalProjector(

@@ -20,9 +20,26 @@ public struct WeightMismatchError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Where a model's parameters come from: a checkpoint, or random values for benchmarks.
+public protocol WeightSource: AnyObject {
+    func contains(_ name: String) -> Bool
+    /// A small tensor (norms, biases, embeddings of the vision tower) as an fp32 copy.
+    func take(_ name: String, shape: [Int]) -> Tensor
+    /// A (rows, columns) matrix kept in its stored type.
+    func takeMatrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix
+}
+
+extension WeightSource {
+    /// `take` for optional tensors (biases): nil when absent and not `required`.
+    public func take(_ name: String, shape: [Int], required: Bool) -> Tensor? {
+        if !required && !contains(name) { return nil }
+        return take(name, shape: shape)
+    }
+}
+
 /// Takes tensors out of a checkpoint by name, checking shapes, and remembers what it took so
 /// that `finish` can report what was missing and what was left over.
-public final class WeightLoader {
+public final class WeightLoader: WeightSource {
     public let checkpoint: Checkpoint
     private var taken: Set<String> = []
     private var missing: [String] = []
@@ -53,10 +70,41 @@ public final class WeightLoader {
         }
     }
 
-    /// `take` for optional tensors (biases): nil when absent and not `required`.
-    public func take(_ name: String, shape: [Int], required: Bool) -> Tensor? {
-        if !required && !checkpoint.contains(name) { return nil }
-        return take(name, shape: shape)
+    /// The matrix `name` of shape (rows, columns), borrowed from the memory-mapped file when it is
+    /// stored as F32, BF16 or F16 (no copy, no conversion at load).
+    public func takeMatrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix {
+        let placeholder = { WeightMatrix(Tensor(shape: [rows, columns])) }
+        guard checkpoint.contains(name) else {
+            missing.append(name)
+            return placeholder()
+        }
+        taken.insert(name)
+        do {
+            let file = try checkpoint.file(holding: name)
+            let entry = try file.entry(name)
+            if entry.shape != [rows, columns] {
+                wrongShape.append("\(name): expected \([rows, columns]), found \(entry.shape)")
+                return placeholder()
+            }
+            let type: WeightStorageType
+            switch entry.dtype {
+            case .float32: type = .float32
+            case .bfloat16: type = .bfloat16
+            case .float16: type = .float16
+            default:
+                wrongShape.append("\(name): dtype \(entry.dtype.rawValue) is not F32, BF16 or F16")
+                return placeholder()
+            }
+            guard let base = try file.rawBytes(name).baseAddress else { return placeholder() }
+            if type == .float32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment != 0 {
+                // BLAS wants aligned floats; an odd offset in the file costs one copy.
+                return WeightMatrix(try file.floatTensor(name))
+            }
+            return WeightMatrix(borrowing: base, type: type, rows: rows, columns: columns, owner: file)
+        } catch {
+            wrongShape.append("\(name): \(error)")
+            return placeholder()
+        }
     }
 
     /// Throws if anything was missing or mis-shaped, or if a tensor under one of `ownedPrefixes`
@@ -74,25 +122,25 @@ public final class WeightLoader {
 
 /// A linear layer: y = x · weightᵀ + bias, weight in PyTorch's (out_features, in_features) layout.
 public struct Linear {
-    public let weight: Tensor  // (outFeatures, inFeatures)
+    public let weight: WeightMatrix  // (outFeatures, inFeatures)
     public let bias: Tensor?  // (outFeatures,)
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { weight.columns }
+    public var outFeatures: Int { weight.rows }
 
-    public init(weight: Tensor, bias: Tensor? = nil) {
+    public init(weight: WeightMatrix, bias: Tensor? = nil) {
         self.weight = weight
         self.bias = bias
     }
 
-    /// Loads `prefix.weight` and, when `bias` is true or the checkpoint has it, `prefix.bias`.
-    public init(_ loader: WeightLoader, _ prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool) {
-        weight = loader.take(prefix + ".weight", shape: [outFeatures, inFeatures])
-        self.bias = loader.take(prefix + ".bias", shape: [outFeatures], required: bias)
+    /// Loads `prefix.weight` and, when `bias` is true or the source has it, `prefix.bias`.
+    public init(_ source: WeightSource, _ prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool) {
+        weight = source.takeMatrix(prefix + ".weight", rows: outFeatures, columns: inFeatures)
+        self.bias = source.take(prefix + ".bias", shape: [outFeatures], required: bias)
     }
 
     /// output(rows, outFeatures) = input(rows, inFeatures) · weightᵀ + bias.
     public func forward(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, rows: Int) {
-        BLAS.matmulTransposedB(output, input, weight.pointer, m: rows, n: outFeatures, k: inFeatures)
+        weight.multiply(output, input, inputRows: rows)
         if let bias { addBias(output, bias.pointer, rows: rows, columns: outFeatures) }
     }
 
