@@ -218,7 +218,13 @@ public struct ModelPreset: Sendable {
 
     public static let llava15_7B = ModelPreset(name: "llava-1.5-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 576, tiles: 1)
     public static let llavaNext7B = ModelPreset(name: "llava-next-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 2880, tiles: 5)
-    public static let all = [llava15_7B, llavaNext7B]
+    /// A small shape with LLaVA-1.5's token counts, for CI: the same code paths in seconds.
+    public static let small = ModelPreset(
+        name: "small",
+        decoder: DecoderShape(layers: 8, hidden: 256, intermediate: 688, heads: 8, keyValueHeads: 4, headDim: 32, vocabulary: 32064),
+        vision: VisionShape(hidden: 128, intermediate: 512, heads: 4, layersRun: 3, patchSize: 14, channels: 3, patchesPerTile: 576),
+        imageTokens: 576, tiles: 1)
+    public static let all = [llava15_7B, llavaNext7B, small]
 
     public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
 }

@@ -1,0 +1,257 @@
+import Foundation
+import Models
+import TensorCore
+import TokenReduction
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What this machine can do, measured in the same run as the figures compared with it.
+public struct MachinePeaks: Codable, Equatable {
+    /// Best of several fp32 sgemm calls of a decoder's shape (1024 × 4096 × 4096), in GFLOP/s (2 per multiply-add).
+    public var sgemmGFLOPs: Double
+    /// Best of several parallel reads of a 1 GiB buffer, in GB/s.
+    public var memoryGBs: Double
+    public var threads: Int
+
+    public static func measure() -> MachinePeaks {
+        MachinePeaks(sgemmGFLOPs: sgemmPeak(), memoryGBs: memoryBandwidth(), threads: ThreadPool.threadCount)
+    }
+
+    static func sgemmPeak() -> Double {
+        let m = 1024, n = 4096, k = 4096
+        let a = Tensor(shape: [m, k]), b = Tensor(shape: [n, k]), c = Tensor(shape: [m, n])
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
+        for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
+        var best = 0.0
+        for _ in 0..<4 {
+            let seconds = timed { BLAS.matmulTransposedB(c.pointer, a.pointer, b.pointer, m: m, n: n, k: k) }
+            best = max(best, 2 * Double(m * n * k) / seconds / 1e9)
+        }
+        withExtendedLifetime((a, b, c)) {}
+        return best
+    }
+
+    static func memoryBandwidth() -> Double {
+        let count = 1 << 28  // 1 GiB of fp32
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        ThreadPool.parallelFor(count, minimumPerThread: 1 << 20) { range in
+            for i in range { buffer[i] = 1 }
+        }
+        var best = 0.0
+        for _ in 0..<4 {
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: ThreadPool.threadCount + 1)
+            defer { sums.deallocate() }
+            let seconds = timed {
+                ThreadPool.parallelFor(count, minimumPerThread: 1 << 20) { range in
+                    var total = SIMD8<Float>()
+                    var index = range.lowerBound
+                    while index + 8 <= range.upperBound {
+                        total += UnsafeRawPointer(buffer + index).loadUnaligned(as: SIMD8<Float>.self)
+                        index += 8
+                    }
+                    sums[range.lowerBound * ThreadPool.threadCount / count] = total.sum()
+                }
+            }
+            best = max(best, Double(count * 4) / seconds / 1e9)
+        }
+        return best
+    }
+}
+
+/// One reduction's figures on one preset.
+public struct ReductionBenchmark: Codable, Equatable {
+    public var reduction: String
+    public var prefillSeconds: Double
+    public var decodeTokensPerSecond: Double
+    /// Peak resident memory of the process during this run.
+    public var peakResidentBytes: Int
+    /// Keys and values the prefill left in the caches (fp32).
+    public var keyValueCacheBytes: Int
+    /// Exact multiply-adds of the timed prefill: decoder, ranking and lm_head (not the vision tower).
+    public var exactPrefillMultiplyAdds: Double
+    public var paperImageTeraFLOPs: Double
+    /// 2 × exact multiply-adds / prefill seconds.
+    public var achievedGFLOPs: Double
+    /// achievedGFLOPs / the sgemm peak measured in the same run.
+    public var prefillEfficiency: Double
+    /// Vanilla prefill seconds / this prefill's seconds.
+    public var speedupOverNone: Double
+    /// Vanilla exact multiply-adds / this run's.
+    public var exactFLOPsRatio: Double
+    /// decode tokens/s ÷ (memory bandwidth ÷ weight bytes read per token).
+    public var decodeEfficiency: Double
+}
+
+/// A preset's figures for none, FastV and PyramidDrop.
+public struct PresetBenchmark: Codable, Equatable {
+    public var preset: String
+    public var imageTokens: Int
+    public var textTokens: Int
+    public var tiles: Int
+    public var machine: MachinePeaks
+    /// Weight bytes a decode step reads (decoder matrices and lm_head, bf16).
+    public var decodeWeightBytes: Int
+    public var visionSeconds: Double
+    public var results: [ReductionBenchmark]
+}
+
+/// Random-weight LLaVA models of a preset's shape, timed for each reduction.
+public enum Benchmark {
+    /// The LLaVA configuration of a preset (the vision tower runs to its feature layer -2).
+    public static func configuration(_ preset: ModelPreset) -> LlavaConfiguration {
+        LlavaConfiguration { c in
+            let d = preset.decoder, v = preset.vision
+            c.textConfig = LlamaConfiguration {
+                $0.vocabSize = d.vocabulary; $0.hiddenSize = d.hidden; $0.intermediateSize = d.intermediate
+                $0.numHiddenLayers = d.layers; $0.numAttentionHeads = d.heads; $0.numKeyValueHeads = d.keyValueHeads
+                $0.headDim = d.headDim; $0.maxPositionEmbeddings = 8192; $0.rmsNormEps = 1e-5
+            }
+            let perSide = Int(Double(v.patchesPerTile).squareRoot())
+            c.visionConfig = CLIPVisionConfiguration {
+                $0.hiddenSize = v.hidden; $0.intermediateSize = v.intermediate; $0.numHiddenLayers = v.layersRun + 1
+                $0.numAttentionHeads = v.heads; $0.patchSize = v.patchSize; $0.imageSize = perSide * v.patchSize
+            }
+        }
+    }
+
+    /// Builds the random model, measures the machine, then runs none, FastV (K 2, R 0.5) and
+    /// PyramidDrop (the paper's default schedule) on one prompt of `textTokens` text tokens
+    /// around the image block. `progress` receives a line per step.
+    public static func run(
+        preset: ModelPreset, textTokens: Int = 40, decodeTokens: Int = 4, progress: (String) -> Void = { _ in }
+    ) throws -> PresetBenchmark {
+        progress("\(preset.name): measuring the machine (sgemm, memory bandwidth)")
+        let machine = MachinePeaks.measure()
+        progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
+
+        progress("\(preset.name): generating random bf16 weights")
+        let configuration = configuration(preset)
+        let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
+        let model = llava.languageModel
+
+        let side = configuration.visionConfig.imageSize
+        var state: UInt64 = 12345
+        let pixels = Tensor(shape: [3, side, side])
+        for i in 0..<pixels.count { pixels[i] = RandomWeightSource.uniform(&state) }
+        progress("\(preset.name): vision tower on \(preset.tiles) tile(s)")
+        var features: [Tensor] = []
+        let visionSeconds = timed { features = (0..<preset.tiles).map { _ in llava.imageFeatures(pixelValues: pixels) } }
+
+        // Prompt: 5 text tokens, the image block, the rest of the text (the question and "ASSISTANT:").
+        let before = 5, imageTokens = preset.tiles * llava.tokensPerImage
+        let ids = (0..<(textTokens + imageTokens)).map { index -> Int in
+            if index >= before && index < before + imageTokens { return configuration.imageTokenIndex }
+            return 3 + (index * 7919) % 31000
+        }
+        let block = before..<(before + imageTokens)
+        let embeddings = try model.embed(ids)  // (prompt, hidden)
+        let width = model.hiddenSize
+        for (index, row) in block.enumerated() {
+            let tile = features[index / llava.tokensPerImage]
+            (embeddings.pointer + row * width).update(from: tile.pointer + (index % llava.tokensPerImage) * width, count: width)
+        }
+
+        let decoder = DecoderShape(configuration.textConfig)
+        let reducers: [VisualTokenReducer] = [
+            NoReduction(),
+            FastVReducer(setting: try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: decoder.layers)),
+            PyramidDropReducer(schedule: try PyramidDropSchedule.paperDefault(layerCount: decoder.layers)),
+        ]
+        let decodeWeightBytes = model.layers.reduce(0) { total, layer in
+            total + [layer.queryProjection, layer.keyProjection, layer.valueProjection, layer.outputProjection,
+                     layer.gateProjection, layer.upProjection, layer.downProjection].reduce(0) { $0 + $1.weight.byteCount }
+        } + model.lmHead.byteCount
+        let decodeBound = machine.memoryGBs * 1e9 / Double(decodeWeightBytes)
+
+        var results: [ReductionBenchmark] = []
+        for reducer in reducers {
+            progress("\(preset.name): \(describe(reducer))")
+            resetPeakResidentMemory()
+            let input = embeddings.copyRows(0..<embeddings.size(0))
+            let result = try generateGreedy(
+                model: model, promptEmbeddings: input, imageBlocks: [block], reducer: reducer,
+                maxNewTokens: decodeTokens + 1, stopAtEndOfSequence: false)
+            let report = FLOPs.prefillReport(
+                decoder: decoder, vision: nil, tiles: 0, projectorInput: 0, textTokens: textTokens,
+                imageBlockSizes: [imageTokens], reducer: reducer)
+            let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
+            let achieved = 2 * exact / result.prefillSeconds / 1e9
+            let vanilla = results.first
+            var entry = ReductionBenchmark(
+                reduction: describe(reducer), prefillSeconds: result.prefillSeconds,
+                decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
+                keyValueCacheBytes: result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 },
+                exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
+                prefillEfficiency: achieved / machine.sgemmGFLOPs, speedupOverNone: 1, exactFLOPsRatio: 1,
+                decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
+            if let vanilla {
+                entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
+                entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
+            }
+            progress(String(format: "  prefill %.2f s (%.1f GFLOP/s, %.0f%% of sgemm), decode %.2f tokens/s (%.0f%% of the bandwidth bound)",
+                            entry.prefillSeconds, entry.achievedGFLOPs, 100 * entry.prefillEfficiency,
+                            entry.decodeTokensPerSecond, 100 * entry.decodeEfficiency))
+            results.append(entry)
+        }
+        return PresetBenchmark(
+            preset: preset.name, imageTokens: imageTokens, textTokens: textTokens, tiles: preset.tiles, machine: machine,
+            decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results)
+    }
+
+    /// A Markdown report of `benchmarks`; `command` is what produced it.
+    public static func markdown(_ benchmarks: [PresetBenchmark], command: String) -> String {
+        var lines = [
+            "# Performance", "",
+            "Generated by `\(command)`; do not edit by hand. Every ratio compares figures measured in the same run",
+            "on this machine: its own sgemm peak and memory bandwidth are measured first. Weights are random",
+            "bf16 (the shapes are the presets'); compute is fp32. FLOP/s count 2 per multiply-add; the exact",
+            "prefill count covers the decoder, ranking and lm_head (the vision tower is timed apart).", "",
+        ]
+        for benchmark in benchmarks {
+            let m = benchmark.machine
+            lines.append("## \(benchmark.preset): \(benchmark.imageTokens) image tokens (\(benchmark.tiles) tile\(benchmark.tiles == 1 ? "" : "s")), \(benchmark.textTokens) text tokens")
+            lines.append("")
+            lines.append(String(format: "Machine: sgemm peak %.1f GFLOP/s, memory %.1f GB/s, %d threads. Vision tower %.2f s. A decode step reads %.2f GB of weights (bound: %.2f tokens/s).",
+                                m.sgemmGFLOPs, m.memoryGBs, m.threads, benchmark.visionSeconds, Double(benchmark.decodeWeightBytes) / 1e9,
+                                m.memoryGBs * 1e9 / Double(benchmark.decodeWeightBytes)))
+            lines.append("")
+            lines.append("| reduction | prefill s | GFLOP/s | of sgemm peak | speedup | exact FLOPs ratio | speedup / FLOPs ratio | paper image TFLOPs | decode tok/s | of bandwidth bound | KV cache MB | peak RSS GB |")
+            lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for r in benchmark.results {
+                lines.append(String(format: "| %@ | %.2f | %.1f | %.0f%% | %.2f× | %.2f× | %.0f%% | %.2f | %.2f | %.0f%% | %.1f | %.2f |",
+                                    r.reduction, r.prefillSeconds, r.achievedGFLOPs, 100 * r.prefillEfficiency, r.speedupOverNone,
+                                    r.exactFLOPsRatio, 100 * r.speedupOverNone / r.exactFLOPsRatio, r.paperImageTeraFLOPs,
+                                    r.decodeTokensPerSecond, 100 * r.decodeEfficiency, Double(r.keyValueCacheBytes) / 1e6,
+                                    Double(r.peakResidentBytes) / 1e9))
+            }
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Wall seconds of `body`.
+func timed(_ body: () -> Void) -> Double {
+    let clock = ContinuousClock()
+    let start = clock.now
+    body()
+    return seconds(clock.now - start)
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+public func peakResidentMemory() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let digits = line.split(separator: " ").compactMap { Int($0) }
+        return (digits.first ?? 0) * 1024
+    }
+    return 0
+}
+
+/// Starts a new peak for `peakResidentMemory` (Linux: writing 5 to clear_refs resets VmHWM).
+public func resetPeakResidentMemory() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+}

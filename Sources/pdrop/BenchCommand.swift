@@ -1,0 +1,54 @@
+import ArgumentParser
+import Engine
+import Foundation
+import TokenReduction
+
+/// Measures the machine, then none / FastV / PDrop on random-weight presets.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark prefill and decode for none, FastV and PDrop, as ratios to this machine's peaks.")
+
+    @Option(name: .long, help: "Preset to run (repeatable): \(ModelPreset.all.map(\.name).joined(separator: ", ")).")
+    var preset: [String] = ["small"]
+
+    @Option(help: "Text tokens around the image block.")
+    var textTokens: Int = 40
+
+    @Option(help: "Decode steps to time.")
+    var decodeTokens: Int = 4
+
+    @Option(help: "Write the results as JSON to this file.")
+    var jsonOutput: String?
+
+    @Option(help: "Write the Markdown report to this file (docs/PERFORMANCE.md is made this way).")
+    var markdownOutput: String?
+
+    func validate() throws {
+        if textTokens < 1 || decodeTokens < 1 { throw ValidationError("--text-tokens and --decode-tokens must be at least 1") }
+        for name in preset where ModelPreset.named(name) == nil {
+            throw ValidationError("--preset '\(name)' is unknown; choose from \(ModelPreset.all.map(\.name).joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        try failing {
+            var benchmarks: [PresetBenchmark] = []
+            for name in preset {
+                guard let preset = ModelPreset.named(name) else { continue }
+                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens) {
+                    FileHandle.standardError.write(Data(($0 + "\n").utf8))
+                })
+            }
+            let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
+            let markdown = Benchmark.markdown(benchmarks, command: command.trimmingCharacters(in: .whitespaces))
+            if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
+            if let jsonOutput {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                try encoder.encode(benchmarks).write(to: URL(fileURLWithPath: jsonOutput))
+            }
+            print(markdown)
+        }
+    }
+}
