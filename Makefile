@@ -7,7 +7,9 @@ DEMO_MODEL = Tests/Fixtures/tiny-llava
 DEMO_IMAGE = Tests/Fixtures/images/chelsea.jpg
 DEMO_QUESTION = "What is shown in this image?"
 
-.PHONY: setup build test demo clean fixtures
+PYTHON ?= tools/reference/.venv/bin/python
+
+.PHONY: setup build test demo clean fixtures bench
 
 setup:
 	@scripts/ensure-system-libraries.sh
@@ -30,6 +32,15 @@ demo: build
 		--max-new-tokens 1 --save-kept .build/kept-tokens.png > /dev/null
 	@echo "kept-token picture (one panel per stage): .build/kept-tokens.png"
 	$(PDROP) flops --preset llava-1.5-7b
+
+# docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
+# and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.
+bench: build
+	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
+	$(PYTHON) tools/bench_pytorch.py --out .build/bench-1b --threads $$(nproc)
+	$(PDROP) bench --model .build/bench-1b --pytorch .build/bench-1b/pytorch.json \
+		--preset llava-1.5-7b --preset llava-next-7b \
+		--markdown-output docs/PERFORMANCE.md --json-output docs/performance.json
 
 # Regenerates Tests/Fixtures with PyTorch + transformers (needs Python; tests do not).
 fixtures:

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import SafeTensors
 import TensorCore
 import TokenReduction
 
@@ -96,6 +97,26 @@ public struct PresetBenchmark: Codable, Equatable {
     public var decodeWeightBytes: Int
     public var visionSeconds: Double
     public var results: [ReductionBenchmark]
+    /// The same work in PyTorch (tools/bench_pytorch.py), when compared.
+    public var pytorch: PyTorchComparison?
+}
+
+/// What tools/bench_pytorch.py measured (its pytorch.json).
+public struct PyTorchTimings: Codable, Equatable {
+    public var torch: String
+    public var threads: Int
+    public var visionSeconds: Double
+    public var prefillSecondsNone: Double
+    public var prefillSecondsPDrop: Double
+    public var note: String
+}
+
+/// PyTorch's seconds divided by ours: above 1 means we are faster.
+public struct PyTorchComparison: Codable, Equatable {
+    public var timings: PyTorchTimings
+    public var visionSpeedup: Double
+    public var prefillSpeedupNone: Double
+    public var prefillSpeedupPDrop: Double
 }
 
 /// Random-weight LLaVA models of a preset's shape, timed for each reduction.
@@ -121,40 +142,78 @@ public enum Benchmark {
     /// PyramidDrop (the paper's default schedule) on one prompt of `textTokens` text tokens
     /// around the image block. `progress` receives a line per step.
     public static func run(
-        preset: ModelPreset, textTokens: Int = 40, decodeTokens: Int = 4, progress: (String) -> Void = { _ in }
+        preset: ModelPreset, textTokens: Int = 40, decodeTokens: Int = 8, progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
-        progress("\(preset.name): measuring the machine (sgemm, memory bandwidth)")
-        let machine = MachinePeaks.measure()
-        progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
-
         progress("\(preset.name): generating random bf16 weights")
         let configuration = configuration(preset)
         let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
-        let model = llava.languageModel
-
         let side = configuration.visionConfig.imageSize
         var state: UInt64 = 12345
         let pixels = Tensor(shape: [3, side, side])
         for i in 0..<pixels.count { pixels[i] = RandomWeightSource.uniform(&state) }
-        progress("\(preset.name): vision tower on \(preset.tiles) tile(s)")
-        var features: [Tensor] = []
-        let visionSeconds = timed { features = (0..<preset.tiles).map { _ in llava.imageFeatures(pixelValues: pixels) } }
-
         // Prompt: 5 text tokens, the image block, the rest of the text (the question and "ASSISTANT:").
         let before = 5, imageTokens = preset.tiles * llava.tokensPerImage
         let ids = (0..<(textTokens + imageTokens)).map { index -> Int in
             if index >= before && index < before + imageTokens { return configuration.imageTokenIndex }
             return 3 + (index * 7919) % 31000
         }
-        let block = before..<(before + imageTokens)
+        return try measure(
+            name: preset.name, llava: llava, tiles: Array(repeating: pixels, count: preset.tiles), inputIds: ids,
+            decodeTokens: decodeTokens, progress: progress)
+    }
+
+    /// The same measurements on a checkpoint directory written by tools/bench_pytorch.py (its
+    /// bench-inputs.safetensors holds the prompt ids and pixel values), compared with the
+    /// PyTorch timings in `pytorchReport` (its pytorch.json).
+    public static func run(
+        checkpoint directory: URL, pytorchReport: URL?, decodeTokens: Int = 8, progress: (String) -> Void = { _ in }
+    ) throws -> PresetBenchmark {
+        progress("\(directory.lastPathComponent): loading the checkpoint")
+        let loaded = try LoadedModel.load(directory: directory)
+        guard let llava = loaded.llava else { throw PipelineError.notAVisionLanguageModel(directory: directory.path) }
+        let inputs = try SafeTensorsFile(path: directory.appendingPathComponent("bench-inputs.safetensors").path)
+        var benchmark = try measure(
+            name: directory.lastPathComponent, llava: llava, tiles: [try inputs.floatTensor("pixel_values")],
+            inputIds: try inputs.integers("input_ids"), decodeTokens: decodeTokens, progress: progress)
+        if let pytorchReport {
+            let theirs = try JSONDecoder().decode(PyTorchTimings.self, from: Data(contentsOf: pytorchReport))
+            let none = benchmark.results[0], pyramid = benchmark.results[2]
+            benchmark.pytorch = PyTorchComparison(
+                timings: theirs, visionSpeedup: theirs.visionSeconds / benchmark.visionSeconds,
+                prefillSpeedupNone: theirs.prefillSecondsNone / none.prefillSeconds,
+                prefillSpeedupPDrop: theirs.prefillSecondsPDrop / pyramid.prefillSeconds)
+        }
+        return benchmark
+    }
+
+    /// Measures the machine, the vision tower over `tiles`, then none / FastV / PDrop prefill and decode.
+    static func measure(
+        name: String, llava: LlavaModel, tiles: [Tensor], inputIds ids: [Int], decodeTokens: Int,
+        progress: (String) -> Void
+    ) throws -> PresetBenchmark {
+        progress("\(name): measuring the machine (sgemm, memory bandwidth)")
+        let machine = MachinePeaks.measure()
+        progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
+        let model = llava.languageModel
+        progress("\(name): vision tower on \(tiles.count) tile(s)")
+        var features: [Tensor] = []
+        let visionSeconds = timed { features = tiles.map { llava.imageFeatures(pixelValues: $0) } }
+
+        // One block holds every tile's features (LLaVA-NeXT's anyres block is one block).
+        guard let first = ids.firstIndex(of: llava.configuration.imageTokenIndex) else {
+            throw PipelineError.promptWithoutImage(prompt: "benchmark input ids")
+        }
+        let imageTokens = ids.filter { $0 == llava.configuration.imageTokenIndex }.count
+        let block = first..<(first + imageTokens)
+        let textTokens = ids.count - imageTokens
         let embeddings = try model.embed(ids)  // (prompt, hidden)
         let width = model.hiddenSize
         for (index, row) in block.enumerated() {
-            let tile = features[index / llava.tokensPerImage]
+            let tile = features[min(index / llava.tokensPerImage, features.count - 1)]
             (embeddings.pointer + row * width).update(from: tile.pointer + (index % llava.tokensPerImage) * width, count: width)
         }
 
-        let decoder = DecoderShape(configuration.textConfig)
+        let decoder = DecoderShape(model.configuration)
         let reducers: [VisualTokenReducer] = [
             NoReduction(),
             FastVReducer(setting: try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: decoder.layers)),
@@ -168,7 +227,7 @@ public enum Benchmark {
 
         var results: [ReductionBenchmark] = []
         for reducer in reducers {
-            progress("\(preset.name): \(describe(reducer))")
+            progress("\(name): \(describe(reducer))")
             resetPeakResidentMemory()
             let input = embeddings.copyRows(0..<embeddings.size(0))
             let result = try generateGreedy(
@@ -179,7 +238,6 @@ public enum Benchmark {
                 imageBlockSizes: [imageTokens], reducer: reducer)
             let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
             let achieved = 2 * exact / result.prefillSeconds / 1e9
-            let vanilla = results.first
             var entry = ReductionBenchmark(
                 reduction: describe(reducer), prefillSeconds: result.prefillSeconds,
                 decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
@@ -187,7 +245,7 @@ public enum Benchmark {
                 exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
                 prefillEfficiency: achieved / machine.sgemmGFLOPs, speedupOverNone: 1, exactFLOPsRatio: 1,
                 decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
-            if let vanilla {
+            if let vanilla = results.first {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
                 entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
             }
@@ -197,8 +255,8 @@ public enum Benchmark {
             results.append(entry)
         }
         return PresetBenchmark(
-            preset: preset.name, imageTokens: imageTokens, textTokens: textTokens, tiles: preset.tiles, machine: machine,
-            decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results)
+            preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles.count, machine: machine,
+            decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
     }
 
     /// A Markdown report of `benchmarks`; `command` is what produced it.
@@ -220,6 +278,17 @@ public enum Benchmark {
             lines.append("")
             lines.append("| reduction | prefill s | GFLOP/s | of sgemm peak | speedup | exact FLOPs ratio | speedup / FLOPs ratio | paper image TFLOPs | decode tok/s | of bandwidth bound | KV cache MB | peak RSS GB |")
             lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            if let comparison = benchmark.pytorch {
+                let t = comparison.timings
+                lines.append(String(format: "Same weights, inputs and thread count (%d) in PyTorch %@ (tools/bench_pytorch.py; %@):", t.threads, t.torch, t.note))
+                lines.append("")
+                lines.append("| work | PyTorch s | ours s | PyTorch / ours |")
+                lines.append("| --- | ---: | ---: | ---: |")
+                lines.append(String(format: "| vision tower + projector | %.2f | %.2f | %.2f× |", t.visionSeconds, benchmark.visionSeconds, comparison.visionSpeedup))
+                lines.append(String(format: "| prefill, no reduction | %.2f | %.2f | %.2f× |", t.prefillSecondsNone, benchmark.results[0].prefillSeconds, comparison.prefillSpeedupNone))
+                lines.append(String(format: "| prefill, PyramidDrop | %.2f | %.2f | %.2f× |", t.prefillSecondsPDrop, benchmark.results[2].prefillSeconds, comparison.prefillSpeedupPDrop))
+                lines.append("")
+            }
             for r in benchmark.results {
                 lines.append(String(format: "| %@ | %.2f | %.1f | %.0f%% | %.2f× | %.2f× | %.0f%% | %.2f | %.2f | %.0f%% | %.1f | %.2f |",
                                     r.reduction, r.prefillSeconds, r.achievedGFLOPs, 100 * r.prefillEfficiency, r.speedupOverNone,
@@ -245,7 +314,7 @@ func timed(_ body: () -> Void) -> Double {
 public func peakResidentMemory() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let digits = line.split(separator: " ").compactMap { Int($0) }
+        let digits = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }
         return (digits.first ?? 0) * 1024
     }
     return 0

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Scaled dot-product attention, one head at a time, every product through BLAS.
 ///
 /// queries(queryCount, heads·headDim), keys and values (keyCount, keyValueHeads·headDim),
@@ -11,6 +13,12 @@ public func multiHeadAttention(
     queryCount: Int, keyCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
     visibleKeys: (Int) -> Int
 ) {
+    if queryCount <= decodeQueryLimit {
+        fewQueryAttention(
+            output, queries: queries, keys: keys, values: values, queryCount: queryCount, keyCount: keyCount,
+            heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+        return
+    }
     let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
     let groupSize = heads / keyValueHeads
     let scale = 1 / Float(headDim).squareRoot()
@@ -28,4 +36,86 @@ public func multiHeadAttention(
             beta: 0, c: output + head * headDim, ldc: queryWidth)
     }
     withExtendedLifetime(scores) {}
+}
+
+/// Query rows up to which attention runs as plain SIMD loops (decode): thousands of one-row BLAS
+/// calls per token would cost more in OpenBLAS's thread hand-offs than in arithmetic.
+let decodeQueryLimit = 4
+
+/// The same attention for a few query rows: heads in parallel, dot products and the weighted
+/// sum of values in SIMD registers, no BLAS.
+func fewQueryAttention(
+    _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
+    keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    queryCount: Int, keyCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
+    visibleKeys: (Int) -> Int
+) {
+    let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
+    let groupSize = heads / keyValueHeads
+    let scale = 1 / Float(headDim).squareRoot()
+    ThreadPool.parallelFor(heads * queryCount, minimumPerThread: 1, chunksPerThread: 4) { range in
+        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: max(keyCount, 1))  // (keys,)
+        defer { probabilities.deallocate() }
+        for item in range {
+            let head = item % heads, row = item / heads
+            let query = queries + row * queryWidth + head * headDim
+            let keyBase = keys + (head / groupSize) * headDim, valueBase = values + (head / groupSize) * headDim
+            let visible = visibleKeys(row)
+            var maximum = -Float.infinity
+            for key in 0..<visible {
+                let score = dot(query, keyBase + key * keyValueWidth, count: headDim) * scale
+                probabilities[key] = score
+                maximum = max(maximum, score)
+            }
+            var sum: Float = 0
+            for key in 0..<visible {
+                let e = expf(probabilities[key] - maximum)
+                probabilities[key] = e
+                sum += e
+            }
+            let out = output + row * queryWidth + head * headDim
+            out.initialize(repeating: 0, count: headDim)
+            let inverseSum = 1 / sum
+            for key in 0..<visible {
+                accumulate(out, valueBase + key * keyValueWidth, weight: probabilities[key] * inverseSum, count: headDim)
+            }
+        }
+    }
+}
+
+/// Σ a(count) · b(count) in SIMD registers.
+@inline(__always)
+func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var sum0 = SIMD8<Float>(), sum1 = SIMD8<Float>()
+    var index = 0
+    while index + 16 <= count {
+        sum0.addProduct(UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self),
+                        UnsafeRawPointer(b + index).loadUnaligned(as: SIMD8<Float>.self))
+        sum1.addProduct(UnsafeRawPointer(a + index + 8).loadUnaligned(as: SIMD8<Float>.self),
+                        UnsafeRawPointer(b + index + 8).loadUnaligned(as: SIMD8<Float>.self))
+        index += 16
+    }
+    var total = (sum0 + sum1).sum()
+    while index < count {
+        total += a[index] * b[index]
+        index += 1
+    }
+    return total
+}
+
+/// accumulator(count) += weight · values(count).
+@inline(__always)
+func accumulate(_ accumulator: UnsafeMutablePointer<Float>, _ values: UnsafePointer<Float>, weight: Float, count: Int) {
+    var index = 0
+    let factor = SIMD8<Float>(repeating: weight)
+    while index + 8 <= count {
+        var current = UnsafeRawPointer(accumulator + index).loadUnaligned(as: SIMD8<Float>.self)
+        current.addProduct(factor, UnsafeRawPointer(values + index).loadUnaligned(as: SIMD8<Float>.self))
+        UnsafeMutableRawPointer(accumulator + index).storeBytes(of: current, as: SIMD8<Float>.self)
+        index += 8
+    }
+    while index < count {
+        accumulator[index] += weight * values[index]
+        index += 1
+    }
 }

@@ -15,10 +15,13 @@ public enum ThreadPool {
     }()
 
     /// Runs `body` over contiguous sub-ranges of `0..<count`, in parallel when the work is big
-    /// enough (`count` ≥ 2·`minimumPerThread`).
-    public static func parallelFor(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+    /// enough (`count` ≥ 2·`minimumPerThread`). `chunksPerThread` > 1 hands out smaller pieces
+    /// as threads become free, so a core slowed by a neighbour does not hold up the rest.
+    public static func parallelFor(
+        _ count: Int, minimumPerThread: Int = 1, chunksPerThread: Int = 1, _ body: (Range<Int>) -> Void
+    ) {
         if count <= 0 { return }
-        let chunks = min(threadCount, max(1, count / max(1, minimumPerThread)))
+        let chunks = min(threadCount * max(1, chunksPerThread), max(1, count / max(1, minimumPerThread)))
         if chunks == 1 {
             body(0..<count)
             return

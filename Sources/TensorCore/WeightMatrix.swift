@@ -100,7 +100,7 @@ public final class WeightMatrix: @unchecked Sendable {
     private func multiplyDirect(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
         let columns = self.columns, rows = self.rows, base = self.base
         let width = storageType.byteWidth, type = storageType
-        ThreadPool.parallelFor(rows, minimumPerThread: 64) { range in
+        ThreadPool.parallelFor(rows, minimumPerThread: 64, chunksPerThread: 8) { range in
             for row in range {
                 let weights = base + row * columns * width
                 for inputRow in 0..<inputRows {

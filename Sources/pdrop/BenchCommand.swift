@@ -10,13 +10,19 @@ struct BenchCommand: ParsableCommand {
         abstract: "Benchmark prefill and decode for none, FastV and PDrop, as ratios to this machine's peaks.")
 
     @Option(name: .long, help: "Preset to run (repeatable): \(ModelPreset.all.map(\.name).joined(separator: ", ")).")
-    var preset: [String] = ["small"]
+    var preset: [String] = []
+
+    @Option(help: "A checkpoint written by tools/bench_pytorch.py to benchmark instead of presets.")
+    var model: String?
+
+    @Option(help: "With --model: the pytorch.json of tools/bench_pytorch.py to compare with.")
+    var pytorch: String?
 
     @Option(help: "Text tokens around the image block.")
     var textTokens: Int = 40
 
     @Option(help: "Decode steps to time.")
-    var decodeTokens: Int = 4
+    var decodeTokens: Int = 8
 
     @Option(help: "Write the results as JSON to this file.")
     var jsonOutput: String?
@@ -25,6 +31,7 @@ struct BenchCommand: ParsableCommand {
     var markdownOutput: String?
 
     func validate() throws {
+        if preset.isEmpty && model == nil { throw ValidationError("give --preset (e.g. small, llava-1.5-7b) or --model") }
         if textTokens < 1 || decodeTokens < 1 { throw ValidationError("--text-tokens and --decode-tokens must be at least 1") }
         for name in preset where ModelPreset.named(name) == nil {
             throw ValidationError("--preset '\(name)' is unknown; choose from \(ModelPreset.all.map(\.name).joined(separator: ", "))")
@@ -34,11 +41,15 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try failing {
             var benchmarks: [PresetBenchmark] = []
+            let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            if let model {
+                benchmarks.append(try Benchmark.run(
+                    checkpoint: URL(fileURLWithPath: model), pytorchReport: pytorch.map { URL(fileURLWithPath: $0) },
+                    decodeTokens: decodeTokens, progress: log))
+            }
             for name in preset {
                 guard let preset = ModelPreset.named(name) else { continue }
-                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens) {
-                    FileHandle.standardError.write(Data(($0 + "\n").utf8))
-                })
+                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens, progress: log))
             }
             let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
             let markdown = Benchmark.markdown(benchmarks, command: command.trimmingCharacters(in: .whitespaces))

@@ -144,3 +144,38 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
         #expect(values.withUnsafeBufferPointer { argmax($0.baseAddress!, count: 5) } == 1)
     }
 }
+
+@Suite struct AttentionTests {
+    /// Attention against a double-precision definition, for the BLAS path (many queries) and the
+    /// few-query SIMD path (decode), with GQA and a causal offset.
+    @Test(arguments: [1, 3, 12])
+    func attentionMatchesTheDefinition(_ queryCount: Int) {
+        let heads = 4, keyValueHeads = 2, headDim = 24, past = 5
+        let keyCount = past + queryCount
+        let queries = Tensor(shape: [queryCount, heads * headDim], values: randomValues(queryCount * heads * headDim, seed: 11))
+        let keys = Tensor(shape: [keyCount, keyValueHeads * headDim], values: randomValues(keyCount * keyValueHeads * headDim, seed: 12).map { $0 * 3 })
+        let values = Tensor(shape: [keyCount, keyValueHeads * headDim], values: randomValues(keyCount * keyValueHeads * headDim, seed: 13))
+        let output = Tensor(shape: [queryCount, heads * headDim])
+        multiHeadAttention(
+            output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
+            keyCount: keyCount, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim) { past + $0 + 1 }
+        var worst: Double = 0
+        for row in 0..<queryCount {
+            for head in 0..<heads {
+                let group = head / (heads / keyValueHeads)
+                let visible = past + row + 1
+                let scores = (0..<visible).map { key in
+                    (0..<headDim).reduce(0.0) { $0 + Double(queries[row * heads * headDim + head * headDim + $1]) * Double(keys[key * keyValueHeads * headDim + group * headDim + $1]) } / Double(headDim).squareRoot()
+                }
+                let maximum = scores.max()!
+                let weights = scores.map { exp($0 - maximum) }
+                let total = weights.reduce(0, +)
+                for d in 0..<headDim {
+                    let expected = (0..<visible).reduce(0.0) { $0 + weights[$1] / total * Double(values[$1 * keyValueHeads * headDim + group * headDim + d]) }
+                    worst = max(worst, abs(expected - Double(output[row * heads * headDim + head * headDim + d])))
+                }
+            }
+        }
+        #expect(worst < 1e-5, "\(queryCount) queries: \(worst)")
+    }
+}
