@@ -22,18 +22,25 @@ public func multiHeadAttention(
     let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
     let groupSize = heads / keyValueHeads
     let scale = 1 / Float(headDim).squareRoot()
-    let scores = Tensor(shape: [queryCount, keyCount])  // (queries, keys) of one head at a time
-    for head in 0..<heads {
-        let keyValueHead = head / groupSize
-        BLAS.gemm(
-            transposeA: false, transposeB: true, m: queryCount, n: keyCount, k: headDim, alpha: scale,
-            a: queries + head * headDim, lda: queryWidth, b: keys + keyValueHead * headDim, ldb: keyValueWidth,
-            beta: 0, c: scores.pointer, ldc: keyCount)
-        softmaxRowsForward(scores.pointer, rows: queryCount, columns: keyCount, validColumns: visibleKeys)
-        BLAS.gemm(
-            transposeA: false, transposeB: false, m: queryCount, n: headDim, k: keyCount, alpha: 1,
-            a: scores.pointer, lda: keyCount, b: values + keyValueHead * headDim, ldb: keyValueWidth,
-            beta: 0, c: output + head * headDim, ldc: queryWidth)
+    // Query rows go in blocks; a block multiplies only the keys its last row can see, so a causal
+    // prefill skips (most of) the masked upper triangle instead of computing and zeroing it.
+    let blockRows = 256
+    let scores = Tensor(shape: [min(queryCount, blockRows), keyCount])  // (block rows, keys) of one head at a time
+    for blockStart in stride(from: 0, to: queryCount, by: blockRows) {
+        let rows = min(blockRows, queryCount - blockStart)
+        let visible = (0..<rows).reduce(0) { max($0, min(keyCount, visibleKeys(blockStart + $1))) }
+        for head in 0..<heads {
+            let keyValueHead = head / groupSize
+            BLAS.gemm(
+                transposeA: false, transposeB: true, m: rows, n: visible, k: headDim, alpha: scale,
+                a: queries + blockStart * queryWidth + head * headDim, lda: queryWidth,
+                b: keys + keyValueHead * headDim, ldb: keyValueWidth, beta: 0, c: scores.pointer, ldc: visible)
+            softmaxRowsForward(scores.pointer, rows: rows, columns: visible) { min(visible, visibleKeys(blockStart + $0)) }
+            BLAS.gemm(
+                transposeA: false, transposeB: false, m: rows, n: headDim, k: visible, alpha: 1,
+                a: scores.pointer, lda: visible, b: values + keyValueHead * headDim, ldb: keyValueWidth,
+                beta: 0, c: output + blockStart * queryWidth + head * headDim, ldc: queryWidth)
+        }
     }
     withExtendedLifetime(scores) {}
 }

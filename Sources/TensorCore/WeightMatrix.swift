@@ -86,17 +86,17 @@ public final class WeightMatrix: @unchecked Sendable {
     /// output(inputRows, rows) = input(inputRows, columns) · selfᵀ.
     public func multiply(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
         if inputRows == 0 || rows == 0 { return }
-        if storageType == .float32 {
-            BLAS.matmulTransposedB(output, input, base.assumingMemoryBound(to: Float.self), m: inputRows, n: rows, k: columns)
-        } else if inputRows <= WeightMatrix.directRowLimit {
+        if inputRows <= WeightMatrix.directRowLimit {
             multiplyDirect(output, input, inputRows: inputRows)
+        } else if storageType == .float32 {
+            BLAS.matmulTransposedB(output, input, base.assumingMemoryBound(to: Float.self), m: inputRows, n: rows, k: columns)
         } else {
             multiplyByPanels(output, input, inputRows: inputRows)
         }
     }
 
-    /// Few input rows: each thread takes a range of weight rows, widens them in registers and
-    /// dots them with every input row while the weight row is in L1.
+    /// Few input rows: each thread takes a range of weight rows, widens them in registers (half
+    /// types) and dots them with every input row while the weight row is in L1.
     private func multiplyDirect(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
         let columns = self.columns, rows = self.rows, base = self.base
         let width = storageType.byteWidth, type = storageType
@@ -105,8 +105,11 @@ public final class WeightMatrix: @unchecked Sendable {
                 let weights = base + row * columns * width
                 for inputRow in 0..<inputRows {
                     let x = input + inputRow * columns
-                    output[inputRow * rows + row] = type == .bfloat16
-                        ? dotBFloat16(weights, x, count: columns) : dotFloat16(weights, x, count: columns)
+                    switch type {
+                    case .bfloat16: output[inputRow * rows + row] = dotBFloat16(weights, x, count: columns)
+                    case .float16: output[inputRow * rows + row] = dotFloat16(weights, x, count: columns)
+                    case .float32: output[inputRow * rows + row] = dot(weights.assumingMemoryBound(to: Float.self), x, count: columns)
+                    }
                 }
             }
         }

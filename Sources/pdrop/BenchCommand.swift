@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode steps to time.")
     var decodeTokens: Int = 8
 
+    @Option(help: "Runs per timing; the best is reported.")
+    var repeats: Int = 2
+
     @Option(help: "Write the results as JSON to this file.")
     var jsonOutput: String?
 
@@ -32,7 +35,9 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         if preset.isEmpty && model == nil { throw ValidationError("give --preset (e.g. small, llava-1.5-7b) or --model") }
-        if textTokens < 1 || decodeTokens < 1 { throw ValidationError("--text-tokens and --decode-tokens must be at least 1") }
+        if textTokens < 1 || decodeTokens < 1 || repeats < 1 {
+            throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
+        }
         for name in preset where ModelPreset.named(name) == nil {
             throw ValidationError("--preset '\(name)' is unknown; choose from \(ModelPreset.all.map(\.name).joined(separator: ", "))")
         }
@@ -45,11 +50,11 @@ struct BenchCommand: ParsableCommand {
             if let model {
                 benchmarks.append(try Benchmark.run(
                     checkpoint: URL(fileURLWithPath: model), pytorchReport: pytorch.map { URL(fileURLWithPath: $0) },
-                    decodeTokens: decodeTokens, progress: log))
+                    decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
             for name in preset {
                 guard let preset = ModelPreset.named(name) else { continue }
-                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens, progress: log))
+                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
             let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
             let markdown = Benchmark.markdown(benchmarks, command: command.trimmingCharacters(in: .whitespaces))
