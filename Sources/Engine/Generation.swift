@@ -19,6 +19,8 @@ public struct GenerationResult: Equatable {
     public var lastPromptLogits: [Float] = []
     /// Bytes of keys and values held after the run.
     public var keyValueCacheBytes = 0
+    /// Seconds of the prefill spent ranking image tokens.
+    public var rankingSeconds: Double = 0
 
     /// Tokens produced by decode steps per second (the first token comes from prefill).
     public var decodeTokensPerSecond: Double {
@@ -58,6 +60,7 @@ public func generateGreedy(
     result.prefillSeconds = seconds(clock.now - prefillStart)
     result.keptImageTokens = prefill.keptImageTokens
     result.tokensPerLayer = prefill.tokensPerLayer
+    result.rankingSeconds = prefill.rankingSeconds
     result.lastPromptLogits = lastLogits.toArray()
     var next = argmax(lastLogits.pointer, count: model.vocabularySize)
     withExtendedLifetime(lastLogits) {}

@@ -16,6 +16,8 @@ public struct PrefillResult {
     public let positionMode: PositionMode
     /// Tokens each layer processed (and holds in its cache).
     public let tokensPerLayer: [Int]
+    /// Wall seconds spent ranking image tokens (part of the prefill).
+    public let rankingSeconds: Double
 }
 
 extension LlamaModel {
@@ -37,6 +39,8 @@ extension LlamaModel {
         var nextDrop = 0
         // FastV ranks with the real attention of the layer before its drop: keep that layer's input.
         var lastLayerInput: (hidden: Tensor, positions: [Int])?
+        let clock = ContinuousClock()
+        var rankingSeconds = 0.0
 
         for layer in layers.indices {
             let dropsAfterThisLayer = nextDrop < dropLayers.count && dropLayers[nextDrop] == layer + 1
@@ -52,12 +56,15 @@ extension LlamaModel {
             }
 
             let queryRows = [hidden.size(0) - 1]
-            let scores: [Float]  // (current tokens,) attention each key receives from the query rows
+            var scores: [Float] = []  // (current tokens,) attention each key receives from the query rows
+            let rankingStart = clock.now
             if reducer.scoring == .lastLayerAttention, let input = lastLayerInput {
                 scores = queryAttention(layer: layer, input: input.hidden, positions: input.positions, queryRows: queryRows)
             } else {
                 scores = queryAttention(layer: layer + 1, input: hidden, positions: positions, queryRows: queryRows)
             }
+            let elapsed = clock.now - rankingStart
+            rankingSeconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
             let plan = DropPlan(scores: scores, blocks: blocks, reducer: reducer, drop: nextDrop)
             keptImageTokens.append(plan.keptImageTokens)
             hidden = gatherRows(hidden, plan.keptRows)
@@ -68,7 +75,7 @@ extension LlamaModel {
         }
         return PrefillResult(
             hidden: hidden, positions: positions, keptImageTokens: keptImageTokens, promptLength: promptLength,
-            positionMode: reducer.positionMode, tokensPerLayer: tokensPerLayer)
+            positionMode: reducer.positionMode, tokensPerLayer: tokensPerLayer, rankingSeconds: rankingSeconds)
     }
 
     /// Attention that each key row receives from `queryRows`, as PyramidDrop ranks: layer
