@@ -57,7 +57,7 @@ public func generateGreedy(
     let prefill = model.prefill(embeddings: promptEmbeddings, imageBlocks: imageBlocks, reducer: reducer, cache: cache)
     let lastRow = prefill.hidden.size(0) - 1
     let lastLogits = model.logits(prefill.hidden, rows: lastRow..<(lastRow + 1))  // (1, vocab)
-    result.prefillSeconds = seconds(clock.now - prefillStart)
+    result.prefillSeconds = (clock.now - prefillStart).inSeconds
     result.keptImageTokens = prefill.keptImageTokens
     result.tokensPerLayer = prefill.tokensPerLayer
     result.rankingSeconds = prefill.rankingSeconds
@@ -80,11 +80,8 @@ public func generateGreedy(
         next = argmax(logits.pointer, count: model.vocabularySize)
         withExtendedLifetime(logits) {}
     }
-    result.decodeSeconds = seconds(clock.now - decodeStart)
+    result.decodeSeconds = (clock.now - decodeStart).inSeconds
     result.keyValueCacheBytes = cache.usedBytes
     return result
 }
 
-func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
-}

@@ -124,7 +124,7 @@ public final class LlavaPipeline {
         let start = clock.now
         let features = pixels.map { llava.imageFeatures(pixelValues: $0) }
         return PreparedPrompt(
-            inputIds: ids, imageBlocks: llava.imageBlocks(in: ids), imageFeatures: features, visionSeconds: seconds(clock.now - start))
+            inputIds: ids, imageBlocks: llava.imageBlocks(in: ids), imageFeatures: features, visionSeconds: (clock.now - start).inSeconds)
     }
 
     /// Greedy generation for a prepared prompt with `reducer`.

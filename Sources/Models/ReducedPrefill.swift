@@ -63,8 +63,7 @@ extension LlamaModel {
             } else {
                 scores = queryAttention(layer: layer + 1, input: hidden, positions: positions, queryRows: queryRows)
             }
-            let elapsed = clock.now - rankingStart
-            rankingSeconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            rankingSeconds += (clock.now - rankingStart).inSeconds
             let plan = DropPlan(scores: scores, blocks: blocks, reducer: reducer, drop: nextDrop)
             keptImageTokens.append(plan.keptImageTokens)
             hidden = gatherRows(hidden, plan.keptRows)

@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode steps to time.")
     var decodeTokens: Int = 8
 
+    @Option(help: "Render the Markdown report from a JSON file an earlier run wrote, without measuring.")
+    var render: String?
+
     @Option(help: "Runs per timing; the best is reported.")
     var repeats: Int = 2
 
@@ -34,7 +37,9 @@ struct BenchCommand: ParsableCommand {
     var markdownOutput: String?
 
     func validate() throws {
-        if preset.isEmpty && model == nil { throw ValidationError("give --preset (e.g. small, llava-1.5-7b) or --model") }
+        if preset.isEmpty && model == nil && render == nil {
+            throw ValidationError("give --preset (e.g. small, llava-1.5-7b), --model or --render")
+        }
         if textTokens < 1 || decodeTokens < 1 || repeats < 1 {
             throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
         }
@@ -45,6 +50,13 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try failing {
+            if let render {
+                let benchmarks = try JSONDecoder().decode([PresetBenchmark].self, from: Data(contentsOf: URL(fileURLWithPath: render)))
+                let markdown = Benchmark.markdown(benchmarks, source: "`make bench` (figures measured into `\(render)`, rendered by `pdrop bench --render`)")
+                if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
+                print(markdown)
+                return
+            }
             var benchmarks: [PresetBenchmark] = []
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             if let model {
@@ -57,7 +69,7 @@ struct BenchCommand: ParsableCommand {
                 benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
             let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
-            let markdown = Benchmark.markdown(benchmarks, command: command.trimmingCharacters(in: .whitespaces))
+            let markdown = Benchmark.markdown(benchmarks, source: "`\(command.trimmingCharacters(in: .whitespaces))`")
             if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
             if let jsonOutput {
                 let encoder = JSONEncoder()

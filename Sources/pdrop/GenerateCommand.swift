@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Models
+import TensorCore
 import TokenReduction
 
 /// Answers a question about an image (or continues a prompt of ids), greedily.
@@ -35,7 +36,7 @@ struct GenerateCommand: ParsableCommand {
             let start = clock.now
             let prepared = try input.prepare()
             let reducer = try prepared.reducer(reductionOptions)
-            let setupSeconds = seconds(since: start, clock)
+            let setupSeconds = (clock.now - start).inSeconds
             let result = try prepared.generate(reducer: reducer, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
             let text = prepared.decode?(result.tokens)
             if let saveKept {
@@ -76,11 +77,6 @@ struct GenerateReport: Encodable {
     let tokensPerLayer: [Int]
     let keyValueCacheBytes: Int
     let flops: FLOPsReport
-}
-
-func seconds(since start: ContinuousClock.Instant, _ clock: ContinuousClock) -> Double {
-    let duration = clock.now - start
-    return Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
 }
 
 func format(_ seconds: Double) -> String { String(format: "%.3f", seconds) }
