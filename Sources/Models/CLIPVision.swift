@@ -112,7 +112,11 @@ public final class CLIPVisionTower {
         layerNormForward(normed.pointer, states.pointer, layer.layerNorm2Weight.pointer, layer.layerNorm2Bias.pointer,
                          rows: tokens, dim: hidden, epsilon: c.layerNormEps)
         let intermediate = layer.fc1(normed)  // (tokens, intermediate)
-        quickGeluForward(intermediate.pointer, count: intermediate.count)
+        if c.hiddenAct == "gelu" {
+            geluForward(intermediate.pointer, count: intermediate.count)
+        } else {
+            quickGeluForward(intermediate.pointer, count: intermediate.count)
+        }
         let mlpOutput = layer.fc2(intermediate)  // (tokens, hidden)
         addInPlace(states.pointer, mlpOutput.pointer, count: states.count)
         withExtendedLifetime((normed, queries, keys, values, attended, attentionOutput, intermediate, mlpOutput)) {}
@@ -156,9 +160,11 @@ public struct MultiModalProjector {
     /// features(tokens, visionFeatures) → (tokens, textHidden).
     public func callAsFunction(_ features: Tensor) -> Tensor {
         let hidden = linear1(features)  // (tokens, textHidden)
-        switch activation {
-        case "quick_gelu": quickGeluForward(hidden.pointer, count: hidden.count)
-        default: geluForward(hidden.pointer, count: hidden.count)
+        // LlavaConfiguration.validate admits only these two.
+        if activation == "quick_gelu" {
+            quickGeluForward(hidden.pointer, count: hidden.count)
+        } else {
+            geluForward(hidden.pointer, count: hidden.count)
         }
         return linear2(hidden)
     }

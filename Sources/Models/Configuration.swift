@@ -188,6 +188,24 @@ public struct CLIPVisionConfiguration: Codable, Equatable, Sendable {
         projectionDim = try value(.projectionDim, projectionDim)
     }
 
+    /// Checks what the vision tower relies on; `file` names the config in the error.
+    public func validate(file: String) throws {
+        func fail(_ key: String, _ reason: String) -> ConfigurationError {
+            .invalidValue(file: file, key: "vision_config.\(key)", reason: reason)
+        }
+        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                             ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+                             ("num_channels", numChannels), ("image_size", imageSize), ("patch_size", patchSize)] where value <= 0 {
+            throw fail(key, "must be positive, got \(value)")
+        }
+        if hiddenSize % numAttentionHeads != 0 {
+            throw fail("num_attention_heads", "(\(numAttentionHeads)) must divide hidden_size (\(hiddenSize))")
+        }
+        if imageSize % patchSize != 0 { throw fail("patch_size", "(\(patchSize)) must divide image_size (\(imageSize))") }
+        if !["quick_gelu", "gelu"].contains(hiddenAct) { throw fail("hidden_act", "'\(hiddenAct)' is not supported (quick_gelu or gelu)") }
+        if !(layerNormEps > 0) { throw fail("layer_norm_eps", "must be positive, got \(layerNormEps)") }
+    }
+
     /// LlavaConfig's vision tower when config.json gives none: CLIP ViT-L/14 at 336 pixels.
     public static let llavaDefault = CLIPVisionConfiguration {
         $0.intermediateSize = 4096; $0.hiddenSize = 1024; $0.patchSize = 14; $0.imageSize = 336
@@ -238,6 +256,29 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
         }
         imageSeqLength = try value(.imageSeqLength, imageSeqLength)
         multimodalProjectorBias = try value(.multimodalProjectorBias, multimodalProjectorBias)
+    }
+
+    /// Checks the parts and how they connect; `file` names the config in the error.
+    public func validate(file: String) throws {
+        try textConfig.validate(file: file)
+        try visionConfig.validate(file: file)
+        let layers = visionConfig.numHiddenLayers
+        for layer in visionFeatureLayers where layer < -(layers + 1) || layer > layers {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "vision_feature_layer",
+                reason: "\(layer) is outside -\(layers + 1)...\(layers) for a \(layers)-layer vision tower")
+        }
+        if visionFeatureLayers.isEmpty {
+            throw ConfigurationError.invalidValue(file: file, key: "vision_feature_layer", reason: "is an empty list")
+        }
+        if !["default", "full"].contains(visionFeatureSelectStrategy) {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "vision_feature_select_strategy", reason: "'\(visionFeatureSelectStrategy)' is not 'default' or 'full'")
+        }
+        if !["gelu", "quick_gelu"].contains(projectorHiddenAct) {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "projector_hidden_act", reason: "'\(projectorHiddenAct)' is not supported (gelu or quick_gelu)")
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -300,7 +341,10 @@ public enum ModelConfiguration: Equatable, Sendable {
             default:
                 throw ConfigurationError.unsupportedModelType(file: file, modelType: modelType)
             }
-            try configuration.text.validate(file: file)
+            switch configuration {
+            case let .llama(text): try text.validate(file: file)
+            case let .llava(llava): try llava.validate(file: file)
+            }
             return configuration
         } catch let error as ConfigurationError {
             throw error

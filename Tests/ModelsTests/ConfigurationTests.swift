@@ -75,5 +75,13 @@ import TestSupport
         #expect(message("{oops").contains("not valid JSON"))
         #expect(message(#"{"model_type": "llava", "text_config": {"vocab_size": -3}}"#).contains("vocab_size"))
         #expect(throws: ConfigurationError.self) { try ModelConfiguration.load(from: URL(fileURLWithPath: "/nonexistent/config.json")) }
+        // LLaVA: the parts must fit together, or the model would index outside its tensors.
+        #expect(message(#"{"model_type": "llava", "vision_feature_layer": 30}"#).contains("vision_feature_layer"))
+        #expect(message(#"{"model_type": "llava", "vision_feature_layer": -26}"#).contains("outside -25...24"))
+        #expect(message(#"{"model_type": "llava", "vision_feature_select_strategy": "cls"}"#).contains("vision_feature_select_strategy"))
+        #expect(message(#"{"model_type": "llava", "projector_hidden_act": "relu"}"#).contains("projector_hidden_act"))
+        #expect(message(#"{"model_type": "llava", "vision_config": {"hidden_size": 100, "num_attention_heads": 16}}"#).contains("vision_config.num_attention_heads"))
+        #expect(message(#"{"model_type": "llava", "vision_config": {"image_size": 100, "patch_size": 14}}"#).contains("vision_config.patch_size"))
+        #expect(message(#"{"model_type": "llava", "vision_feature_layer": [-2, -5]}"#) == "no error")
     }
 }
