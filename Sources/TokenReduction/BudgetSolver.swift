@@ -53,12 +53,17 @@ public enum BudgetSolver {
         }
 
         // PyramidDrop: bisection on λ (the measure grows with λ), over the layer layouts in turn.
-        let layouts = [(1..<4).map { $0 * layers / 4 }, [2, layers / 4, layers / 2]]
+        // The paper's equal stages, then its low-budget layout ([2, 8, 16] for 32 layers), each kept
+        // strictly increasing within 1...layers-1 for shallow decoders.
+        let layouts = [(1..<4).map { $0 * layers / 4 }, [max(1, layers / 16), layers / 4, layers / 2]].map { layout in
+            Array(Set(layout.filter { (1..<layers).contains($0) })).sorted()
+        }.filter { !$0.isEmpty }
         var best: (schedule: PyramidDropSchedule, lambda: Double, error: Double)?
         for layout in layouts {
             func schedule(_ lambda: Double) throws -> PyramidDropSchedule {
                 try PyramidDropSchedule(layers: layout, ratios: (1...layout.count).map { pow(lambda, Double($0)) }, layerCount: layers)
             }
+            guard (try? schedule(0.5)) != nil else { continue }
             var low = 1e-6, high = 1.0
             for _ in 0..<60 {
                 let middle = (low + high) / 2
@@ -72,6 +77,12 @@ public enum BudgetSolver {
             if let best, best.error <= max(1, target * 0.01) { break }
         }
         guard let pyramid = best else { throw ReductionSettingError.invalid("no schedule found for budget \(target)") }
+        let tolerance = max(1, target * 0.01)
+        if pyramid.error > tolerance {
+            let reached = measure(PyramidDropReducer(schedule: pyramid.schedule))
+            throw ReductionSettingError.invalid(
+                "budget \(target) cannot be met on a \(layers)-layer decoder: the nearest schedule \(pyramid.schedule.layers)/\(pyramid.schedule.ratios.map { ($0 * 1e4).rounded() / 1e4 }) gives \(reached) (the layers before the first drop see all \(n) image tokens)")
+        }
 
         // FastV: the kept count after layer K that meets the budget, as a drop ratio.
         var fastV: FastVSetting?
@@ -85,7 +96,10 @@ public enum BudgetSolver {
             }
             if fastVError <= max(1, target * 0.01) { break }
         }
-        guard let fastV else { throw ReductionSettingError.invalid("no FastV setting found for budget \(target)") }
+        guard let fastV, fastVError <= tolerance else {
+            throw ReductionSettingError.invalid(
+                "budget \(target) cannot be met by FastV on a \(layers)-layer decoder (the layers before its drop see all \(n) image tokens)")
+        }
 
         let pyramidReducer = PyramidDropReducer(schedule: pyramid.schedule)
         let fastVReducer = FastVReducer(setting: fastV)

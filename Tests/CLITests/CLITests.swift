@@ -113,6 +113,17 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(flops["exactTotal"] is Double)
     }
 
+    /// A budget of average image tokens per layer gives a schedule that meets it (within one token).
+    @Test(arguments: [("pdrop", 150.0), ("fastv", 150.0), ("pdrop", 80.0)])
+    func budgetTokensAreMet(_ reduction: String, _ budget: Double) throws {
+        let object = try json(["generate", "--model", model, "--image", image, "--prompt", question, "--max-new-tokens", "1",
+                               "--json", "--reduction", reduction, "--budget-tokens", String(budget)])
+        let perLayer = try #require(object["tokensPerLayer"] as? [Int])
+        let textTokens = 595 - 576
+        let average = Double(perLayer.reduce(0) { $0 + $1 - textTokens }) / Double(perLayer.count)
+        #expect(abs(average - budget) <= 1, "\(reduction) \(object["reduction"] ?? ""): average \(average) image tokens per layer")
+    }
+
     @Test func badPromptsAndImagesAreClearErrors() throws {
         let noImage = try runPDrop(["generate", "--model", model, "--image", image, "--raw-prompt", "USER: hi ASSISTANT:"])
         #expect(noImage.status != 0 && noImage.stderr.contains("no <image>"))
@@ -127,6 +138,8 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent.png"))
         let both = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--raw-prompt", "<image>"])
         #expect(both.status != 0 && both.stderr.contains("exactly one of"))
+        let impossibleBudget = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--budget-tokens", "60"])
+        #expect(impossibleBudget.status != 0 && impossibleBudget.stderr.contains("cannot be met"))
         let badSchedule = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", question, "--layers", "2,9", "--ratios", "0.5,0.25"])
         #expect(badSchedule.status != 0 && badSchedule.stderr.contains("outside 1...7"))
     }

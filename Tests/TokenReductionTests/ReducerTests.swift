@@ -134,6 +134,22 @@ import TokenReduction
         #expect(abs(solution.lambda - 0.19) < 0.02)
     }
 
+    /// Shallow decoders get valid layouts too (the low-budget layout of 8 layers is [1, 2, 4]).
+    @Test(arguments: [4, 5, 8, 12])
+    func shallowDecodersGetValidSchedules(_ layers: Int) throws {
+        let shape = DecoderShape(layers: layers, hidden: 64, intermediate: 128, heads: 4, keyValueHeads: 2, headDim: 16, vocabulary: 100)
+        for budget in [300.0, 150.0, 576.0 / Double(layers) + 10] {
+            let solution = try BudgetSolver.solve(.averageImageTokens(budget), decoder: shape, imageTokens: 576)
+            #expect(solution.schedule.layers.allSatisfy { (1..<layers).contains($0) })
+            #expect(zip(solution.schedule.layers, solution.schedule.layers.dropFirst()).allSatisfy { $0 < $1 })
+        }
+        let eightLayers = DecoderShape(layers: 8, hidden: 64, intermediate: 128, heads: 4, keyValueHeads: 2, headDim: 16, vocabulary: 100)
+        let eight = try BudgetSolver.solve(.averageImageTokens(80), decoder: eightLayers, imageTokens: 576)
+        #expect(eight.schedule.layers == [1, 2, 4] && abs(eight.pyramidDropAverageTokens - 80) <= 1)
+        // Below 576 / 8 = 72 no schedule can go: layer 1 always sees every image token.
+        #expect(throws: ReductionSettingError.self) { try BudgetSolver.solve(.averageImageTokens(60), decoder: eightLayers, imageTokens: 576) }
+    }
+
     @Test func teraFLOPsBudgetIsMet() throws {
         let solution = try BudgetSolver.solve(.paperTeraFLOPs(1.78), decoder: ModelPreset.llava15_7B.decoder, imageTokens: 576)
         #expect(abs(solution.pyramidDropTeraFLOPs - 1.78) < 0.02)
