@@ -46,6 +46,7 @@ bench: build
 fixtures:
 	tools/reference/setup-venv.sh
 	cd tools/reference && .venv/bin/python make_fixtures.py && .venv/bin/python make_tokenizer_fixtures.py \
+		&& .venv/bin/python make_image_fixtures.py && .venv/bin/python make_anyres_fixtures.py \
 		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_pdrop_fixtures.py
 
 clean:
