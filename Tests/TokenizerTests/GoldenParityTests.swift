@@ -20,14 +20,8 @@ import Testing
             if idsNoSpecial != golden.idsNoSpecial {
                 problems.append("idsNoSpecial expected \(golden.idsNoSpecial) got \(idsNoSpecial)")
             }
-            let decoded = tokenizer.decode(golden.ids)
-            if !decoded.unicodeScalars.elementsEqual(golden.decoded.unicodeScalars) {
-                problems.append("decoded expected \(visible(golden.decoded)) got \(visible(decoded))")
-            }
-            let decodedSkipSpecial = tokenizer.decode(golden.ids, skipSpecialTokens: true)
-            if !decodedSkipSpecial.unicodeScalars.elementsEqual(golden.decodedSkipSpecial.unicodeScalars) {
-                problems.append("decodedSkipSpecial expected \(visible(golden.decodedSkipSpecial)) got \(visible(decodedSkipSpecial))")
-            }
+            problems += Self.decodeProblems(tokenizer, ids: golden.ids, decoded: golden.decoded,
+                                            decodedSkipSpecial: golden.decodedSkipSpecial)
             if !problems.isEmpty {
                 mismatches.append("#\(golden.index) \(visible(golden.text)): " + problems.joined(separator: "; "))
             }
@@ -60,20 +54,28 @@ import Testing
             var problems: [String] = []
             let ids = tokenizer.encode(text)
             if ids != golden.ids { problems.append("ids expected \(golden.ids) got \(ids)") }
-            let decoded = tokenizer.decode(golden.ids)
-            if !decoded.unicodeScalars.elementsEqual(golden.decoded.unicodeScalars) {
-                problems.append("decoded expected \(visible(golden.decoded)) got \(visible(decoded))")
-            }
-            let decodedSkipSpecial = tokenizer.decode(golden.ids, skipSpecialTokens: true)
-            if !decodedSkipSpecial.unicodeScalars.elementsEqual(golden.decodedSkipSpecial.unicodeScalars) {
-                problems.append("decodedSkipSpecial expected \(visible(golden.decodedSkipSpecial)) got \(visible(decodedSkipSpecial))")
-            }
+            problems += Self.decodeProblems(tokenizer, ids: golden.ids, decoded: golden.decoded,
+                                            decodedSkipSpecial: golden.decodedSkipSpecial)
             if !problems.isEmpty {
                 mismatches.append("#\(index) \(visible(text)): " + problems.joined(separator: "; "))
             }
         }
         print("variant \(name): \(texts.count) strings, \(mismatches.count) mismatching")
         #expect(mismatches.isEmpty, Comment(rawValue: Self.report(mismatches, of: texts.count)))
+    }
+
+    /// Both decodes of `ids` (with and without special tokens) against Python's, scalar by scalar.
+    static func decodeProblems(_ tokenizer: Tokenizer, ids: [Int], decoded expected: String, decodedSkipSpecial expectedSkip: String) -> [String] {
+        var problems: [String] = []
+        let decoded = tokenizer.decode(ids)
+        if !decoded.unicodeScalars.elementsEqual(expected.unicodeScalars) {
+            problems.append("decoded expected \(visible(expected)) got \(visible(decoded))")
+        }
+        let decodedSkipSpecial = tokenizer.decode(ids, skipSpecialTokens: true)
+        if !decodedSkipSpecial.unicodeScalars.elementsEqual(expectedSkip.unicodeScalars) {
+            problems.append("decodedSkipSpecial expected \(visible(expectedSkip)) got \(visible(decodedSkipSpecial))")
+        }
+        return problems
     }
 
     static func report(_ mismatches: [String], of total: Int) -> String {
