@@ -33,9 +33,11 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction"]),
         // What the command line (and later a server) share: loading, prefill/decode, sampling.
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
+        // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.
+        .target(name: "Training", dependencies: ["Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["Engine", "Models", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Engine", "Models", "Training", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -45,6 +47,7 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision"]),
         .testTarget(
             name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "Vision", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Engine", "TensorCore", "SafeTensors", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

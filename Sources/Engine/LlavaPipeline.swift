@@ -55,10 +55,10 @@ public final class LlavaPipeline {
     /// Loads config.json, the safetensors, tokenizer.json and the image processor's settings
     /// (preprocessor_config.json as llava-hf ships it, or processor_config.json as current
     /// transformers saves it). `padToSquare` is LLaVA's original "pad to a square with the mean
-    /// colour" mode.
-    public init(directory: URL, padToSquare: Bool = false) throws {
+    /// colour" mode. `copiesToFloat32` gives the model mutable fp32 tensors of its own (training).
+    public init(directory: URL, padToSquare: Bool = false, copiesToFloat32: Bool = false) throws {
         self.directory = directory
-        let loaded = try LoadedModel.load(directory: directory)
+        let loaded = try LoadedModel.load(directory: directory, copiesToFloat32: copiesToFloat32)
         guard let llava = loaded.llava else { throw PipelineError.notAVisionLanguageModel(directory: directory.path) }
         self.loaded = loaded
         self.llava = llava

@@ -19,7 +19,7 @@ public struct CLIPEncoderLayer {
 public final class CLIPVisionTower {
     public let configuration: CLIPVisionConfiguration
     public let classEmbedding: Tensor  // (hidden,)
-    /// (hidden, channels·patch·patch): the convolution kernel (hidden, channels, patch, patch) flattened.
+    /// (hidden, channels, patch, patch), the convolution kernel, read as (hidden, channels·patch·patch).
     public let patchEmbedding: Tensor
     public let positionEmbedding: Tensor  // (patches + 1, hidden)
     public let preLayerNormWeight: Tensor, preLayerNormBias: Tensor  // (hidden,)
@@ -32,13 +32,12 @@ public final class CLIPVisionTower {
 
     public init(configuration: CLIPVisionConfiguration, loader: WeightSource, prefix: String) {
         let c = configuration
-        let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
+        let hidden = c.hiddenSize
         let positions = (c.imageSize / c.patchSize) * (c.imageSize / c.patchSize) + 1
         self.configuration = c
         classEmbedding = loader.take(prefix + "embeddings.class_embedding", shape: [hidden])
-        let kernel = loader.take(prefix + "embeddings.patch_embedding.weight", shape: [hidden, c.numChannels, c.patchSize, c.patchSize])
-        patchEmbedding = Tensor(shape: [hidden, patchWidth])
-        patchEmbedding.pointer.update(from: kernel.pointer, count: kernel.count)
+        // Kept as loaded (not copied), so a trainer's tensors and the tower share it.
+        patchEmbedding = loader.take(prefix + "embeddings.patch_embedding.weight", shape: [hidden, c.numChannels, c.patchSize, c.patchSize])
         positionEmbedding = loader.take(prefix + "embeddings.position_embedding.weight", shape: [positions, hidden])
         preLayerNormWeight = loader.take(prefix + "pre_layrnorm.weight", shape: [hidden])
         preLayerNormBias = loader.take(prefix + "pre_layrnorm.bias", shape: [hidden])
@@ -60,13 +59,13 @@ public final class CLIPVisionTower {
         postLayerNormBias = loader.take(prefix + "post_layernorm.bias", shape: [hidden])
     }
 
-    /// Hidden states (patches + 1, hidden) after `pre_layrnorm`: transformers' hidden_states[0].
-    public func embed(pixelValues: Tensor) -> Tensor {
+    /// The image unfolded into rows of one patch each, in the kernel's (channel, y, x) order:
+    /// pixelValues(channels, side, side) → (patches, channels·patch·patch).
+    public func unfoldPatches(pixelValues: Tensor) -> Tensor {
         let c = configuration
         let side = c.imageSize, patch = c.patchSize, perSide = patchesPerSide, channels = c.numChannels
         precondition(pixelValues.shape == [channels, side, side], "pixel values \(pixelValues.shape), expected \([channels, side, side])")
-        let hidden = c.hiddenSize, patchWidth = channels * patch * patch
-        // Unfold the image into rows of one patch each, in the kernel's (channel, y, x) order.
+        let patchWidth = channels * patch * patch
         let patches = Tensor(shape: [patchCount, patchWidth])  // (patches, channels·patch·patch)
         for patchY in 0..<perSide {
             for patchX in 0..<perSide {
@@ -80,6 +79,14 @@ public final class CLIPVisionTower {
                 }
             }
         }
+        return patches
+    }
+
+    /// Hidden states (patches + 1, hidden) after `pre_layrnorm`: transformers' hidden_states[0].
+    public func embed(pixelValues: Tensor) -> Tensor {
+        let c = configuration
+        let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
+        let patches = unfoldPatches(pixelValues: pixelValues)  // (patches, channels·patch·patch)
         let states = Tensor(shape: [patchCount + 1, hidden])  // (patches + 1, hidden); row 0 is the class token
         states.pointer.update(from: classEmbedding.pointer, count: hidden)
         BLAS.matmulTransposedB(states.pointer + hidden, patches.pointer, patchEmbedding.pointer, m: patchCount, n: hidden, k: patchWidth)

@@ -22,7 +22,7 @@ public struct LlavaLayout: Equatable, Sendable {
     }
 
     /// Every tensor under these prefixes must be used.
-    var ownedPrefixes: [String] {
+    public var ownedPrefixes: [String] {
         [language.modelPrefix, language.lmHeadPrefix, visionPrefix, projectorPrefix]
     }
 }
@@ -67,8 +67,21 @@ public final class LlavaModel {
 
     /// The vision tower's selected features (tokensPerImage, visionHidden · layers), before the projector.
     public func visionFeatures(pixelValues: Tensor) -> Tensor {
-        let states = visionTower.hiddenStates(pixelValues: pixelValues, indices: configuration.visionFeatureLayers)
-        let first = configuration.visionFeatureSelectStrategy == "full" ? 0 : 1
+        visionFeatures(hiddenStates: visionTower.hiddenStates(pixelValues: pixelValues, indices: configuration.visionFeatureLayers))
+    }
+
+    /// `vision_feature_layer` resolved to indices of hidden_states (0 = embeddings, k = after layer k).
+    public var resolvedVisionFeatureLayers: [Int] {
+        configuration.visionFeatureLayers.map { $0 < 0 ? visionTower.layers.count + 1 + $0 : $0 }
+    }
+
+    /// Row of the tower's states where the selected features start (1 with strategy "default": no class token).
+    public var firstFeatureRow: Int { configuration.visionFeatureSelectStrategy == "full" ? 0 : 1 }
+
+    /// The selected features (tokensPerImage, visionHidden · layers) of the tower's hidden states
+    /// at `resolvedVisionFeatureLayers`, each (patches + 1, visionHidden), concatenated per token.
+    public func visionFeatures(hiddenStates states: [Tensor]) -> Tensor {
+        let first = firstFeatureRow
         let tokens = states[0].size(0) - first, width = configuration.visionConfig.hiddenSize
         let features = Tensor(shape: [tokens, width * states.count])  // (tokens, hidden · layers)
         for (layer, state) in states.enumerated() {

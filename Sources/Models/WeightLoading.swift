@@ -45,7 +45,16 @@ public final class WeightLoader: WeightSource {
     private var missing: [String] = []
     private var wrongShape: [String] = []
 
-    public init(checkpoint: Checkpoint) { self.checkpoint = checkpoint }
+    /// With `copiesToFloat32`, every tensor is an fp32 copy of its own (matrices too), kept by
+    /// name in `float32Tensors`: the mutable parameters a trainer updates in place.
+    public let copiesToFloat32: Bool
+    /// The tensors taken, by checkpoint name (only with `copiesToFloat32`).
+    public private(set) var float32Tensors: [String: Tensor] = [:]
+
+    public init(checkpoint: Checkpoint, copiesToFloat32: Bool = false) {
+        self.checkpoint = checkpoint
+        self.copiesToFloat32 = copiesToFloat32
+    }
 
     public func contains(_ name: String) -> Bool { checkpoint.contains(name) }
 
@@ -63,7 +72,9 @@ public final class WeightLoader: WeightSource {
                 wrongShape.append("\(name): expected \(shape), found \(entry.shape)")
                 return Tensor(shape: shape)
             }
-            return try checkpoint.floatTensor(name)
+            let tensor = try checkpoint.floatTensor(name)
+            if copiesToFloat32 { float32Tensors[name] = tensor }
+            return tensor
         } catch {
             wrongShape.append("\(name): \(error)")
             return Tensor(shape: shape)
@@ -85,6 +96,11 @@ public final class WeightLoader: WeightSource {
             if entry.shape != [rows, columns] {
                 wrongShape.append("\(name): expected \([rows, columns]), found \(entry.shape)")
                 return placeholder()
+            }
+            if copiesToFloat32 {
+                let tensor = try file.floatTensor(name)
+                float32Tensors[name] = tensor
+                return WeightMatrix(tensor)
             }
             let type: WeightStorageType
             switch entry.dtype {

@@ -23,8 +23,9 @@ public struct RotaryEmbedding: Sendable {
     }
 
     /// Rotates every head of values(tokens, heads, headDim) in place; `positions(tokens)` are the
-    /// rotary positions of the rows.
-    public func apply(_ values: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, positions: [Int]) {
+    /// rotary positions of the rows. `inverse` rotates by the opposite angles: the rotation is
+    /// orthogonal, so that is its backward (gradients of the rotated values to the unrotated ones).
+    public func apply(_ values: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, positions: [Int], inverse: Bool = false) {
         precondition(positions.count == tokens)
         let half = headDim / 2
         ThreadPool.parallelFor(tokens, minimumPerThread: 16) { range in
@@ -35,7 +36,7 @@ public struct RotaryEmbedding: Sendable {
                 for i in 0..<half {
                     let angle = position * inverseFrequencies[i]
                     cosines[i] = cosf(angle)
-                    sines[i] = sinf(angle)
+                    sines[i] = inverse ? -sinf(angle) : sinf(angle)
                 }
                 for head in 0..<heads {
                     let x = values + (token * heads + head) * headDim

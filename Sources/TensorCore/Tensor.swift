@@ -49,4 +49,16 @@ public final class Tensor: @unchecked Sendable {
         result.pointer.update(from: pointer + rows.lowerBound * columns, count: rows.count * columns)
         return result
     }
+
+    /// A new tensor with the same shape and values.
+    public func copy() -> Tensor {
+        let result = Tensor(shape: shape)
+        result.pointer.update(from: pointer, count: count)
+        return result
+    }
+
+    /// Sets every element to `value`.
+    public func fill(_ value: Float) {
+        pointer.update(repeating: value, count: count)
+    }
 }
