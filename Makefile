@@ -47,7 +47,8 @@ fixtures:
 	tools/reference/setup-venv.sh
 	cd tools/reference && .venv/bin/python make_fixtures.py && .venv/bin/python make_tokenizer_fixtures.py \
 		&& .venv/bin/python make_image_fixtures.py && .venv/bin/python make_anyres_fixtures.py \
-		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_pdrop_fixtures.py
+		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_pdrop_fixtures.py \
+		&& .venv/bin/python make_training_fixtures.py
 
 clean:
 	rm -rf .build

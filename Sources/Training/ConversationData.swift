@@ -432,8 +432,7 @@ public struct TrainingDataset: Sendable {
 
         // Records are independent and the tokenizer is thread-safe; image decoding dominates.
         var outcomes = [Result<TrainingSample, BadRecord>?](repeating: nil, count: records.count)
-        outcomes.withUnsafeMutableBufferPointer { buffer in
-            let results = buffer
+        outcomes.withUnsafeMutableBufferPointer { results in
             ThreadPool.parallelFor(records.count, minimumPerThread: 16, chunksPerThread: 8) { range in
                 for index in range {
                     let record = records[index]

@@ -138,3 +138,45 @@ import Training
         #expect(losses.last! < losses.first!, "ten steps lower the loss")
     }
 }
+
+/// Train, save, load the saved directory for inference: the weights are the trained ones and
+/// the inference path (memory-mapped, `LlamaModel.prefill`) computes the same logits as the
+/// trainer's own fp32 model.
+@Suite struct TrainingCheckpointTests {
+    @Test func savedCheckpointLoadsForInferenceWithTheTrainedWeights() throws {
+        let (pipeline, samples) = try TrainingParityTests.load()
+        let trainer = try Trainer(
+            pipeline: pipeline, samples: samples, trainable: [.projector, .language], reducer: NoReduction(),
+            optimizer: OptimizerSettings { $0.learningRate = 1e-3; $0.totalSteps = 2 }, batchSize: 2)
+        let original = try LlavaPipeline(directory: Fixtures.url("tiny-llava"))
+        for _ in 0..<2 { _ = try trainer.trainStep() }
+        let directory = try makeTemporaryDirectory("saved-training")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try trainer.save(to: directory)
+
+        let saved = try LlavaPipeline(directory: directory)
+        for (name, tensor) in trainer.model.parameters {
+            #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(name), tensor) == 0, "\(name)")
+        }
+        // Frozen parts are unchanged; trained ones moved.
+        let visionName = "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight", headName = "language_model.lm_head.weight"
+        #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(visionName), try original.loaded.checkpoint.floatTensor(visionName)) == 0)
+        #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(headName), try original.loaded.checkpoint.floatTensor(headName)) > 0)
+
+        let prompt = try saved.prepare(prompt: LlavaPipeline.conversationPrompt(question: "What is shown in this image?"),
+                                       imageFiles: [Fixtures.url("images/chelsea.jpg")])
+        func lastLogits(_ model: LlavaModel, features: [Tensor]) throws -> Tensor {
+            let embeddings = try model.embed(tokens: prompt.inputIds, imageFeatures: features)
+            let result = model.languageModel.prefill(
+                embeddings: embeddings, imageBlocks: prompt.imageBlocks, reducer: NoReduction(), cache: model.languageModel.makeCache(capacity: 600))
+            return model.languageModel.logits(result.hidden, rows: (result.hidden.size(0) - 1)..<result.hidden.size(0))
+        }
+        let trainedFeatures = [trainer.model.llava.imageFeatures(pixelValues: try saved.pixelValues(imageFile: Fixtures.url("images/chelsea.jpg")))]
+        let fromFile = try lastLogits(saved.llava, features: prompt.imageFeatures)
+        let inMemory = try lastLogits(trainer.model.llava, features: trainedFeatures)
+        #expect(maxAbsoluteDifference(fromFile, inMemory) < 1e-5)
+        // config.json says the weights are now fp32.
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("config.json"))) as? [String: Any]
+        #expect(config?["torch_dtype"] as? String == "float32")
+    }
+}

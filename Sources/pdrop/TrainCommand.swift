@@ -1,0 +1,222 @@
+import ArgumentParser
+import Engine
+import Foundation
+import TensorCore
+import TokenReduction
+import Training
+
+extension BadRecordPolicy: ExpressibleByArgument {}
+
+/// Set by SIGINT; the loop saves a checkpoint after the step in flight and exits.
+nonisolated(unsafe) private var interruptRequested: sig_atomic_t = 0
+
+/// Fine-tunes a LLaVA checkpoint on LLaVA conversation data, with or without PyramidDrop.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a LLaVA checkpoint (fp32) on conversation data, with or without PyramidDrop.",
+        discussion: """
+            Data: LLaVA's conversation JSON (llava_v1_5_mix665k.json style), Vicuna v1 template, loss on the \
+            answers only (docs/TRAINING.md). Checkpoints go to --output as model.safetensors in the input's \
+            layout (loadable by `pdrop generate` and transformers) plus trainer_state.safetensors for --resume; \
+            Ctrl-C saves one before exiting.
+            """)
+
+    @Option(help: "Checkpoint directory to start from (llava-hf layout); not needed with --resume.")
+    var model: String?
+
+    @Option(help: "LLaVA conversation JSON (an array of {id, image, conversations}).")
+    var data: String
+
+    @Option(help: "Folder the records' image paths are relative to.")
+    var images: String?
+
+    @OptionGroup var reductionOptions: ReductionOptions
+
+    @Option(help: "Optimizer steps in the whole run (the cosine schedule ends here).")
+    var steps: Int
+
+    @Option(help: "Samples per step.")
+    var batchSize: Int = 1
+
+    @Option(help: "Peak learning rate (LLaVA: 2e-5 fine-tuning, 1e-3 projector pretraining).")
+    var lr: Double = 2e-5
+
+    @Option(help: "Linear warmup steps (default: 3% of --steps, rounded up, as LLaVA's warmup_ratio 0.03).")
+    var warmupSteps: Int?
+
+    @Option(help: "AdamW decoupled weight decay, on matrices only.")
+    var weightDecay: Double = 0
+
+    @Option(help: "Clip the global gradient norm to this (0 disables).")
+    var maxGradNorm: Double = 1.0
+
+    @Option(help: "What trains: projector, projector,language (LLaVA's fine-tuning), or all.")
+    var train: String = "projector,language"
+
+    @Option(help: "Permute the records each epoch with this seed (default: file order).")
+    var shuffle: UInt64?
+
+    @Option(help: "Bad data records: skip (listed, then skipped) or refuse (stop before training).")
+    var badRecords: BadRecordPolicy = .skip
+
+    @Option(help: "Directory for checkpoints and training_log.jsonl.")
+    var output: String
+
+    @Option(help: "Also save every N steps (0: at the end and on Ctrl-C only).")
+    var saveEvery: Int = 0
+
+    @Option(help: "Continue the run saved in this directory (weights, AdamW moments, data position).")
+    var resume: String?
+
+    func validate() throws {
+        if model == nil && resume == nil { throw ValidationError("give --model (or --resume to continue a run)") }
+        if steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if saveEvery < 0 { throw ValidationError("--save-every must be ≥ 0, got \(saveEvery)") }
+        if reductionOptions.reduction == .fastv {
+            throw ValidationError("--reduction fastv is an inference baseline; train with none or pdrop")
+        }
+    }
+
+    func run() throws {
+        try failing {
+            let outputDirectory = URL(fileURLWithPath: output)
+            let source = URL(fileURLWithPath: resume ?? model!)
+            if resume == nil, let model, URL(fileURLWithPath: model).standardizedFileURL == outputDirectory.standardizedFileURL {
+                throw TrainingCheckpointError.wouldOverwriteInput(directory: output)
+            }
+            log("loading \(source.path) (fp32)")
+            let pipeline = try LlavaPipeline(directory: source, copiesToFloat32: true)
+            let trainable = try TrainableParts(parsing: train)
+            let reducer = try reductionOptions.request().makeReducer(
+                decoder: DecoderShape(pipeline.languageModel.configuration), imageTokens: pipeline.llava.tokensPerImage)
+            let dataset = try TrainingDataset.load(
+                dataFile: URL(fileURLWithPath: data), imagesDirectory: images.map { URL(fileURLWithPath: $0) },
+                tokenizer: pipeline.tokenizer, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
+                tokensPerImage: pipeline.llava.tokensPerImage,
+                contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: badRecords)
+            for record in dataset.badRecords { log("skipped \(record)") }
+            log("\(dataset.samples.count) samples of \(dataset.recordCount) records; training \(trainable); \(describe(reducer))")
+
+            let settings = OptimizerSettings {
+                $0.learningRate = lr
+                $0.warmupSteps = warmupSteps ?? Int((Double(steps) * 0.03).rounded(.up))
+                $0.totalSteps = steps
+                $0.weightDecay = weightDecay
+                $0.maxGradientNorm = maxGradNorm > 0 ? maxGradNorm : nil
+            }
+            let description = try encodeJSON(RunSettings(
+                trainable: trainable.description, reduction: describe(reducer), batchSize: batchSize, shuffle: shuffle.map(String.init),
+                optimizer: settings))
+            let trainer = try Trainer(
+                pipeline: pipeline, samples: dataset.samples, trainable: trainable, reducer: reducer, optimizer: settings,
+                batchSize: batchSize, shuffleSeed: shuffle, settingsDescription: description)
+            if resume != nil {
+                try trainer.restore(from: source)
+                log("resumed at step \(trainer.step) (\(trainer.stream.position))")
+            }
+            if trainer.step >= steps {
+                log("the run is already at step \(trainer.step) of \(steps): nothing to do")
+                return
+            }
+
+            signal(SIGINT) { _ in interruptRequested = 1 }
+            // A launcher may have blocked SIGINT for its children (test runners do); Ctrl-C must reach us.
+            var interruptOnly = sigset_t()
+            sigemptyset(&interruptOnly)
+            sigaddset(&interruptOnly, SIGINT)
+            pthread_sigmask(SIG_UNBLOCK, &interruptOnly, nil)
+            defer { signal(SIGINT, SIG_DFL) }
+            let progress = ProgressLine(total: steps, first: trainer.step)
+            let logURL = outputDirectory.appendingPathComponent("training_log.jsonl")
+            try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+            while trainer.step < steps {
+                let report = try trainer.trainStep()
+                progress.update(report)
+                try appendLine(
+                    try encodeJSON(LogLine(
+                        step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradientNorm,
+                        tokens: report.tokens, layerTokens: report.layerTokens, seconds: report.seconds)),
+                    to: logURL)
+                let interrupted = interruptRequested != 0
+                if interrupted || trainer.step == steps || (saveEvery > 0 && trainer.step % saveEvery == 0) {
+                    progress.finishLine()
+                    try trainer.save(to: outputDirectory)
+                    log("saved step \(trainer.step) to \(outputDirectory.path)")
+                }
+                if interrupted {
+                    log("interrupted: resume with --resume \(outputDirectory.path)")
+                    throw ExitCode(130)
+                }
+            }
+        }
+    }
+}
+
+struct RunSettings: Encodable {
+    let trainable: String
+    let reduction: String
+    let batchSize: Int
+    let shuffle: String?
+    let optimizer: OptimizerSettings
+}
+
+struct LogLine: Encodable {
+    let step: Int
+    let loss: Double
+    let lr: Double
+    let gradNorm: Double
+    let tokens: Int
+    let layerTokens: Int
+    let seconds: Double
+}
+
+func log(_ message: String) {
+    FileHandle.standardError.write(Data("\(message)\n".utf8))
+}
+
+func appendLine(_ line: String, to url: URL) throws {
+    if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+    let handle = try FileHandle(forWritingTo: url)
+    defer { try? handle.close() }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data((line + "\n").utf8))
+}
+
+/// A progress bar on stderr (redrawn in place on a terminal, one line per step otherwise):
+/// step, bar, loss, learning rate, tokens per second and the time left.
+final class ProgressLine {
+    let total: Int
+    let first: Int
+    let isTerminal = isatty(STDERR_FILENO) != 0
+    private var seconds = 0.0
+    private var tokens = 0
+
+    init(total: Int, first: Int) {
+        self.total = total
+        self.first = first
+    }
+
+    func update(_ report: StepReport) {
+        seconds += report.seconds
+        tokens += report.tokens
+        let done = report.step - first
+        let remaining = seconds / Double(max(done, 1)) * Double(total - report.step)
+        let width = 24, filled = width * report.step / max(total, 1)
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let line = String(
+            format: "step %d/%d [%@] loss %.4f lr %.2e %.0f tok/s ETA %@", report.step, total, bar, report.loss,
+            report.learningRate, Double(tokens) / max(seconds, 1e-9), clockTime(remaining))
+        FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+    }
+
+    func finishLine() {
+        if isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    private func clockTime(_ seconds: Double) -> String {
+        let total = Int(seconds.rounded())
+        return String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import SafeTensors
+import TensorCore
+import Testing
+import TestSupport
+
+/// `pdrop train` as a user runs it: checkpoints, Ctrl-C, resume, bad data and bad flags.
+@Suite struct TrainCommandTests {
+    let model = Fixtures.url("tiny-llava").path
+    let data = Fixtures.url("training/data.json").path
+    let images = Fixtures.url("training/images").path
+
+    func trainArguments(output: URL, steps: Int = 4) -> [String] {
+        ["train", "--model", model, "--data", data, "--images", images, "--steps", String(steps), "--batch-size", "2",
+         "--lr", "1e-3", "--warmup-steps", "1", "--layers", "2,4,6", "--ratios", "0.5,0.25,0.125", "--train", "all",
+         "--output", output.path]
+    }
+
+    func logLines(_ directory: URL) -> [[String: Any]] {
+        guard let text = try? String(contentsOf: directory.appendingPathComponent("training_log.jsonl"), encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// An interrupted run saves, exits 130, and `--resume` ends exactly where an uninterrupted run does.
+    @Test func interruptThenResumeEqualsAnUninterruptedRun() throws {
+        let straight = try makeTemporaryDirectory("train-straight"), resumed = try makeTemporaryDirectory("train-resumed")
+        defer { try? FileManager.default.removeItem(at: straight); try? FileManager.default.removeItem(at: resumed) }
+        let full = try runPDrop(trainArguments(output: straight))
+        #expect(full.status == 0, "\(full.stderr)")
+        #expect(full.stderr.contains("saved step 4"))
+
+        // Interrupt after the first step has been logged.
+        let process = Process()
+        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
+        process.arguments = trainArguments(output: resumed)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while logLines(resumed).isEmpty && Date() < deadline && process.isRunning { usleep(20_000) }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        let interruptedSteps = logLines(resumed).count
+        #expect(interruptedSteps >= 1 && interruptedSteps < 4, "interrupted after \(interruptedSteps) steps")
+        let state = try SafeTensorsFile(path: resumed.appendingPathComponent("trainer_state.safetensors").path)
+        #expect(state.metadata["step"] == String(interruptedSteps))
+
+        var arguments = trainArguments(output: resumed)
+        let modelIndex = arguments.firstIndex(of: "--model")!
+        arguments.replaceSubrange(modelIndex...(modelIndex + 1), with: ["--resume", resumed.path])
+        let rest = try runPDrop(arguments)
+        #expect(rest.status == 0, "\(rest.stderr)")
+        #expect(rest.stderr.contains("resumed at step \(interruptedSteps)"))
+
+        let losses = { (directory: URL) in self.logLines(directory).map { $0["loss"] as? Double ?? .nan } }
+        #expect(losses(straight) == losses(resumed), "\(losses(straight)) vs \(losses(resumed))")
+        let a = try SafeTensorsFile(path: straight.appendingPathComponent("model.safetensors").path)
+        let b = try SafeTensorsFile(path: resumed.appendingPathComponent("model.safetensors").path)
+        #expect(a.tensorNames == b.tensorNames)
+        for name in a.tensorNames {
+            #expect(maxAbsoluteDifference(try a.floatTensor(name), try b.floatTensor(name)) == 0, "\(name)")
+        }
+        // Resuming a finished run does nothing and says so.
+        let again = try runPDrop(arguments)
+        #expect(again.status == 0 && again.stderr.contains("nothing to do"))
+    }
+
+    @Test func badDataAndBadFlagsAreNamedErrors() throws {
+        let directory = try makeTemporaryDirectory("train-bad")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let badData = directory.appendingPathComponent("bad.json")
+        try Data("""
+            [{"id": "fine", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
+             {"id": "no-file", "image": "missing.jpg", "conversations": [{"from": "human", "value": "<image>\\nWhat?"}, {"from": "gpt", "value": "A cat."}]},
+             {"id": "empty", "conversations": []}]
+            """.utf8).write(to: badData)
+        var arguments = trainArguments(output: directory.appendingPathComponent("out"), steps: 1)
+        arguments[arguments.firstIndex(of: data)!] = badData.path
+        let refused = try runPDrop(arguments + ["--bad-records", "refuse"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("no-file") && refused.stderr.contains("empty"), "\(refused.stderr)")
+        let skipped = try runPDrop(arguments)
+        #expect(skipped.status == 0, "\(skipped.stderr)")
+        #expect(skipped.stderr.contains("skipped record 1 (id no-file)") && skipped.stderr.contains("1 samples of 3 records"), "\(skipped.stderr)")
+
+        let overwrite = try runPDrop(["train", "--model", model, "--data", data, "--images", images, "--steps", "1", "--output", model])
+        #expect(overwrite.status != 0 && overwrite.stderr.contains("original weights"))
+        let fastV = try runPDrop(["train", "--model", model, "--data", data, "--steps", "1", "--output", directory.path, "--reduction", "fastv"])
+        #expect(fastV.status != 0 && fastV.stderr.contains("fastv"))
+        let badPart = try runPDrop(["train", "--model", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path,
+                                    "--train", "projector,eyes"])
+        #expect(badPart.status != 0 && badPart.stderr.contains("eyes"))
+        let notTraining = try runPDrop(["train", "--resume", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path])
+        #expect(notTraining.status != 0 && notTraining.stderr.contains("trainer_state.safetensors"))
+    }
+}
