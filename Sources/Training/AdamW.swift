@@ -67,10 +67,10 @@ public final class AdamW {
         }
     }
 
-    /// The global L2 norm of the gradients of `names`.
-    public func gradientNorm(_ gradients: [String: Tensor]) -> Double {
+    /// The global L2 norm of the gradients of `names` (default: every trained parameter).
+    public func gradientNorm(_ gradients: [String: Tensor], names: [String]? = nil) -> Double {
         var total = 0.0
-        for name in names {
+        for name in names ?? self.names {
             let gradient = gradients[name]!
             var sum = 0.0
             for i in 0..<gradient.count { sum += Double(gradient[i]) * Double(gradient[i]) }
@@ -80,10 +80,14 @@ public final class AdamW {
     }
 
     /// Clips, then updates `parameters` in place from `gradients`; returns the norm before
-    /// clipping and the learning rate used.
+    /// clipping and the learning rate used. `skipping` names parameters that got no gradient this
+    /// step (PyTorch's None): no decay, no moment update, left out of the norm.
     @discardableResult
-    public func update(parameters: [String: Tensor], gradients: [String: Tensor]) -> (gradientNorm: Double, learningRate: Double) {
-        let norm = gradientNorm(gradients)
+    public func update(
+        parameters: [String: Tensor], gradients: [String: Tensor], skipping: Set<String> = []
+    ) -> (gradientNorm: Double, learningRate: Double) {
+        let updated = names.filter { !skipping.contains($0) }
+        let norm = gradientNorm(gradients, names: updated)
         var clip: Float = 1
         if let maximum = settings.maxGradientNorm, maximum > 0 {
             clip = Float(min(1, maximum / (norm + 1e-6)))
@@ -96,7 +100,7 @@ public final class AdamW {
         let biasCorrection2Root = (1 - pow(settings.beta2, Double(step))).squareRoot()
         let stepSize = Float(learningRate / biasCorrection1)
         let epsilon = Float(settings.epsilon)
-        for name in names {
+        for name in updated {
             let parameter = parameters[name]!, gradient = gradients[name]!
             let m = firstMoments[name]!, v = secondMoments[name]!
             let decay = parameter.shape.count >= 2 ? Float(1 - learningRate * settings.weightDecay) : 1

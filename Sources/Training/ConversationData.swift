@@ -320,6 +320,12 @@ public func expandImageToken(
 
 // MARK: - Samples
 
+/// Positions i whose label is ignored while the next one is not: the last token before each
+/// answer span, PyramidDrop's query rows in training (also after drops, on gathered labels).
+public func answerQueryRows(labels: [Int]) -> [Int] {
+    labels.indices.dropLast().filter { labels[$0] == ignoreLabel && labels[$0 + 1] != ignoreLabel }
+}
+
 /// One record ready for the model: ids with the image tokens expanded, labels, and its image.
 public struct TrainingSample: Equatable, Sendable {
     public let id: String
@@ -344,10 +350,7 @@ public struct TrainingSample: Equatable, Sendable {
 
     /// Rows whose next token starts an answer span (the `:` of each `ASSISTANT:`, one per
     /// answer): PyramidDrop's query rows in training (TRAINING.md §4).
-    public var queryRows: [Int] {
-        guard labels.count >= 2 else { return [] }
-        return (0..<(labels.count - 1)).filter { labels[$0] == ignoreLabel && labels[$0 + 1] != ignoreLabel }
-    }
+    public var queryRows: [Int] { answerQueryRows(labels: labels) }
 
     /// Pixel values (3, side, side) of the sample's image, nil for a text-only sample.
     /// `preprocess` is the checkpoint's image processing, e.g. `LlavaPipeline.pixelValues(imageFile:)`.

@@ -19,8 +19,8 @@ public struct StepReport: Sendable {
     /// Tokens × layers the decoder processed (what PyramidDrop reduces).
     public let layerTokens: Int
     public let seconds: Double
-    /// Per sample of the batch, per drop: the kept image tokens.
-    public let keptImageTokens: [[[Int]]]
+    /// Per sample of the batch, per drop, per image block: the kept image tokens.
+    public let keptImageTokens: [[[[Int]]]]
 }
 
 /// The training loop's state: the model with its fp32 parameters, the optimizer and the data
@@ -67,7 +67,7 @@ public final class Trainer {
         var lossSum = 0.0
         var outcomes: [SampleOutcome] = []
         for sample in batch {
-            let pixels = try sample.pixelValues(pipeline.pixelValues(imageFile:))
+            let pixels = try sample.pixelValues(pipeline.pixelValues(imageFile:)).map { [$0] } ?? []
             let outcome = try model.accumulate(
                 sample: sample.id, inputIds: sample.inputIds, labels: sample.labels, pixelValues: pixels, reducer: reducer, lossScale: scale)
             lossSum += outcome.lossSum
@@ -82,7 +82,9 @@ public final class Trainer {
         let start = clock.now
         let batch = stream.next(batchSize)
         let (loss, outcomes) = try lossAndGradients(batch)
-        let (norm, learningRate) = optimizer.update(parameters: model.parameters, gradients: model.gradients)
+        let withoutImages = batch.allSatisfy { $0.imageFile == nil }
+        let (norm, learningRate) = optimizer.update(
+            parameters: model.parameters, gradients: model.gradients, skipping: withoutImages ? model.imageOnlyNames : [])
         return StepReport(
             step: optimizer.step, loss: loss, learningRate: learningRate, gradientNorm: norm,
             tokens: batch.reduce(0) { $0 + $1.length }, labelledTokens: outcomes.reduce(0) { $0 + $1.labelledTokens },

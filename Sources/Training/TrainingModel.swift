@@ -26,8 +26,9 @@ public struct SampleOutcome: Sendable {
     /// Σ of the cross-entropy over the sample's labelled positions (not divided by anything).
     public let lossSum: Double
     public let labelledTokens: Int
-    /// Per drop: the kept image tokens (indices 0..<N, increasing); empty when nothing was dropped.
-    public let keptImageTokens: [[Int]]
+    /// Per drop and image block: the kept image tokens (indices 0..<N, increasing); empty when
+    /// nothing was dropped.
+    public let keptImageTokens: [[[Int]]]
     /// Tokens each decoder layer processed.
     public let tokensPerLayer: [Int]
 }
@@ -45,8 +46,6 @@ public final class TrainingModel {
     let gradientModel: LlavaModel
     public let trainable: TrainableParts
 
-    public static let ignoreLabel = -100
-
     /// `llava` must have been loaded with `copiesToFloat32` (its weights are then the tensors of
     /// `parameters`, updated in place by the optimizer).
     public init(llava: LlavaModel, layout: LlavaLayout, parameters: [String: Tensor], trainable: TrainableParts) {
@@ -59,38 +58,51 @@ public final class TrainingModel {
         gradients = buffers.tensors
     }
 
-    /// Names of the parameters that train, sorted.
+    /// Names of the parameters that train, sorted: those of the chosen parts that the forward
+    /// uses (not the vision layers past the feature layer, nor post_layernorm: PyTorch gives them
+    /// no gradient, so AdamW leaves them alone, decay included).
     public var trainableNames: [String] {
         var prefixes: [String] = []
         if trainable.contains(.projector) { prefixes.append(layout.projectorPrefix) }
         if trainable.contains(.language) { prefixes += [layout.language.modelPrefix, layout.language.lmHeadPrefix] }
         if trainable.contains(.vision) { prefixes.append(layout.visionPrefix) }
-        return parameters.keys.filter { name in prefixes.contains { name.hasPrefix($0) } }.sorted()
+        let unused = unusedVisionPrefixes
+        return parameters.keys.filter { name in
+            prefixes.contains { name.hasPrefix($0) } && !unused.contains { name.hasPrefix($0) }
+        }.sorted()
+    }
+
+    /// Prefixes of the vision tower's tensors that LLaVA's features never pass through.
+    var unusedVisionPrefixes: [String] {
+        let deepest = llava.resolvedVisionFeatureLayers.max() ?? 0
+        return (deepest..<llava.visionTower.layers.count).map { "\(layout.visionPrefix)encoder.layers.\($0)." }
+            + [layout.visionPrefix + "post_layernorm."]
+    }
+
+    /// Parameters that get no gradient from a batch without any image (PyTorch leaves their
+    /// gradient None, and AdamW skips them for that step).
+    public var imageOnlyNames: Set<String> {
+        Set(trainableNames.filter { $0.hasPrefix(layout.projectorPrefix) || $0.hasPrefix(layout.visionPrefix) })
     }
 
     public func zeroGradients() {
         for tensor in gradients.values { tensor.fill(0) }
     }
 
-    /// Positions i whose label is ignored while the next one is not: the last token before each
-    /// answer span (PyramidDrop's query rows in training).
-    public static func queryRows(labels: [Int]) -> [Int] {
-        labels.indices.dropLast().filter { labels[$0] == ignoreLabel && labels[$0 + 1] != ignoreLabel }
-    }
-
     /// Forward and backward of one sample: inputIds(T) with `<image>` already expanded,
-    /// labels(T) (-100 where nothing is learned), pixelValues(3, side, side) of its image or nil.
+    /// labels(T) (-100 where nothing is learned), pixelValues(3, side, side) of each of its images
+    /// in order (none for a text-only sample; several tiles fill one run of image tokens).
     /// Gradients of the loss Σ CE · `lossScale` are ADDED to `gradients` (call `zeroGradients`
     /// once per batch; pass 1 / labelled tokens of the batch for transformers' mean).
     public func accumulate(
-        sample: String, inputIds: [Int], labels: [Int], pixelValues: Tensor?, reducer: VisualTokenReducer, lossScale: Float
+        sample: String, inputIds: [Int], labels: [Int], pixelValues: [Tensor], reducer: VisualTokenReducer, lossScale: Float
     ) throws -> SampleOutcome {
         let languageModel = llava.languageModel
         let vocabulary = languageModel.vocabularySize
         guard labels.count == inputIds.count else {
             throw TrainingInputError.labelsLengthMismatch(sample: sample, tokens: inputIds.count, labels: labels.count)
         }
-        for (position, label) in labels.enumerated() where label != Self.ignoreLabel && !(0..<vocabulary).contains(label) {
+        for (position, label) in labels.enumerated() where label != ignoreLabel && !(0..<vocabulary).contains(label) {
             throw TrainingInputError.labelOutOfRange(sample: sample, position: position, label: label, vocabularySize: vocabulary)
         }
         if !reducer.dropLayers.isEmpty && reducer.scoring != .nextLayerQueryKey {
@@ -98,14 +110,14 @@ public final class TrainingModel {
         }
 
         // Vision tower and projector.
-        var visionTape: VisionTape?, projectorTape: ProjectorTape?
+        var visionTapes: [VisionTape] = [], projectorTapes: [ProjectorTape] = []
         var imageFeatures: [Tensor] = []
-        if let pixelValues {
-            let (states, tape) = llava.visionTower.trainingForward(pixelValues: pixelValues, featureIndices: llava.resolvedVisionFeatureLayers)
+        for image in pixelValues {
+            let (states, tape) = llava.visionTower.trainingForward(pixelValues: image, featureIndices: llava.resolvedVisionFeatureLayers)
             let (projected, projection) = llava.projector.trainingForward(llava.visionFeatures(hiddenStates: states))
-            visionTape = tape
-            projectorTape = projection
-            imageFeatures = [projected]
+            visionTapes.append(tape)
+            projectorTapes.append(projection)
+            imageFeatures.append(projected)
         }
         var hidden = try llava.embed(tokens: inputIds, imageFeatures: imageFeatures)  // (T, hidden)
         let imageRows = llava.imageBlocks(in: inputIds)
@@ -114,20 +126,20 @@ public final class TrainingModel {
         var positions = Array(inputIds.indices)
         var currentLabels = labels
         var blocks = imageRows.map { ImageBlockState(rows: $0) }
-        let drops = blocks.isEmpty || Self.queryRows(labels: labels).isEmpty ? [] : reducer.dropLayers
+        let drops = blocks.isEmpty || answerQueryRows(labels: labels).isEmpty ? [] : reducer.dropLayers
         var tapes: [DecoderLayerTape] = []
         var keptRowsAfterLayer: [Int: (kept: [Int], sourceRows: Int)] = [:]
-        var keptImageTokens: [[Int]] = []
+        var keptImageTokens: [[[Int]]] = []
         for layer in languageModel.layers.indices {
             let (output, tape) = languageModel.trainingForward(layer: layer, input: hidden, positions: positions)
             tapes.append(tape)
             hidden = output
             guard let drop = drops.firstIndex(of: layer + 1) else { continue }
             let scores = languageModel.queryAttention(
-                layer: layer + 1, input: hidden, positions: positions, queryRows: Self.queryRows(labels: currentLabels))
+                layer: layer + 1, input: hidden, positions: positions, queryRows: answerQueryRows(labels: currentLabels))
             let plan = DropPlan(scores: scores, blocks: blocks, reducer: reducer, drop: drop)
             keptRowsAfterLayer[layer] = (plan.keptRows, hidden.size(0))
-            keptImageTokens.append(plan.keptImageTokens.first ?? [])
+            keptImageTokens.append(plan.keptImageTokens)
             hidden = gatherRows(hidden, plan.keptRows)
             currentLabels = plan.keptRows.map { currentLabels[$0] }
             positions = plan.positions(from: positions, mode: reducer.positionMode)
@@ -135,7 +147,7 @@ public final class TrainingModel {
         }
 
         // Loss on the positions whose next token is labelled: final norm and lm_head on those rows only.
-        let lossRows = currentLabels.indices.dropLast().filter { currentLabels[$0 + 1] != Self.ignoreLabel }
+        let lossRows = currentLabels.indices.dropLast().filter { currentLabels[$0 + 1] != ignoreLabel }
         let targets = lossRows.map { currentLabels[$0 + 1] }
         let width = languageModel.hiddenSize
         let lastHidden = gatherRows(hidden, Array(lossRows))  // (R, hidden)
@@ -151,7 +163,7 @@ public final class TrainingModel {
             lossSum: lossSum, labelledTokens: lossRows.count, keptImageTokens: keptImageTokens, tokensPerLayer: tapes.map { $0.input.size(0) })
 
         let trainsLanguage = trainable.contains(.language)
-        let needsImageGradient = pixelValues != nil && !trainable.isDisjoint(with: [.projector, .vision])
+        let needsImageGradient = !pixelValues.isEmpty && !trainable.isDisjoint(with: [.projector, .vision])
         guard !lossRows.isEmpty, trainsLanguage || needsImageGradient else { return outcome }
 
         // Backward: lm_head, final norm, the layers (scattering through each drop), embeddings.
@@ -180,15 +192,18 @@ public final class TrainingModel {
                 for i in 0..<width { destination[i] += source[i] }
             }
         }
-        if needsImageGradient, let projectorTape, let visionTape, let block = imageRows.first {
-            let dProjected = dHidden.copyRows(block)  // (N, hidden)
+        if needsImageGradient {
+            // `imageBlocks` gives one block per image, in order: image k's features fed block k.
             let trainsVision = trainable.contains(.vision)
-            let dFeatures = llava.projector.trainingBackward(
-                tape: projectorTape, doutput: dProjected, gradients: trainable.contains(.projector) ? gradientModel.projector : nil,
-                needsInputGradient: trainsVision)
-            if trainsVision, let dFeatures {
-                llava.visionTower.trainingBackward(
-                    tape: visionTape, dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
+            for (image, block) in imageRows.enumerated() {
+                let dProjected = dHidden.copyRows(block)  // (tokensPerImage, hidden)
+                let dFeatures = llava.projector.trainingBackward(
+                    tape: projectorTapes[image], doutput: dProjected,
+                    gradients: trainable.contains(.projector) ? gradientModel.projector : nil, needsInputGradient: trainsVision)
+                if trainsVision, let dFeatures {
+                    llava.visionTower.trainingBackward(
+                        tape: visionTapes[image], dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
+                }
             }
         }
         withExtendedLifetime((normed, logits, dLogits, dNormed, dLastHidden, lastHidden)) {}
