@@ -9,7 +9,7 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo clean fixtures bench
+.PHONY: setup build test demo clean fixtures bench bench-train
 
 setup:
 	@scripts/ensure-system-libraries.sh
@@ -42,12 +42,18 @@ bench: build
 		--preset llava-1.5-7b --preset llava-next-7b \
 		--markdown-output docs/PERFORMANCE.md --json-output docs/performance.json
 
+# docs/TRAINING-PERFORMANCE.md: training step time none vs PyramidDrop at LLaVA-NeXT's image/text ratio.
+bench-train: build
+	$(PDROP) bench --train --preset train-next --markdown-output docs/TRAINING-PERFORMANCE.md \
+		--json-output docs/training-performance.json
+
 # Regenerates Tests/Fixtures with PyTorch + transformers (needs Python; tests do not).
 fixtures:
 	tools/reference/setup-venv.sh
 	cd tools/reference && .venv/bin/python make_fixtures.py && .venv/bin/python make_tokenizer_fixtures.py \
 		&& .venv/bin/python make_image_fixtures.py && .venv/bin/python make_anyres_fixtures.py \
-		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_pdrop_fixtures.py \
+		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_llava_next_fixtures.py \
+		&& .venv/bin/python make_pdrop_fixtures.py \
 		&& .venv/bin/python make_training_fixtures.py
 
 clean:

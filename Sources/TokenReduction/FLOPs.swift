@@ -224,7 +224,14 @@ public struct ModelPreset: Sendable {
         decoder: DecoderShape(layers: 8, hidden: 256, intermediate: 688, heads: 8, keyValueHeads: 4, headDim: 32, vocabulary: 32064),
         vision: VisionShape(hidden: 128, intermediate: 512, heads: 4, layersRun: 3, patchSize: 14, channels: 3, patchesPerTile: 576),
         imageTokens: 576, tiles: 1)
-    public static let all = [llava15_7B, llavaNext7B, small]
+    /// A 270M-parameter LLaVA with LLaVA-NeXT's 2880-token anyres block (5 tiles): fp32 training
+    /// (parameters, gradients, Adam moments) fits this machine; for `pdrop bench --train`.
+    public static let trainNext = ModelPreset(
+        name: "train-next",
+        decoder: DecoderShape(layers: 16, hidden: 1024, intermediate: 2816, heads: 16, keyValueHeads: 16, headDim: 64, vocabulary: 32064),
+        vision: VisionShape(hidden: 256, intermediate: 1024, heads: 4, layersRun: 4, patchSize: 14, channels: 3, patchesPerTile: 576),
+        imageTokens: 2880, tiles: 5)
+    public static let all = [llava15_7B, llavaNext7B, small, trainNext]
 
     public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import TokenReduction
+import Training
 
 /// Measures the machine, then none / FastV / PDrop on random-weight presets.
 struct BenchCommand: ParsableCommand {
@@ -18,8 +19,17 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --model: the pytorch.json of tools/bench_pytorch.py to compare with.")
     var pytorch: String?
 
-    @Option(help: "Text tokens around the image block.")
-    var textTokens: Int = 40
+    @Option(help: "Text tokens around the image block (default 40; 256 with --train).")
+    var textTokens: Int?
+
+    @Flag(help: "Time training steps (forward, backward, AdamW) without reduction and with PDrop instead of inference.")
+    var train = false
+
+    @Option(help: "With --train: learned (answer) tokens at the end of the text.")
+    var answerTokens: Int = 128
+
+    @Option(help: "With --train: timed steps per reduction after one untimed step.")
+    var steps: Int = 2
 
     @Option(help: "Decode steps to time.")
     var decodeTokens: Int = 8
@@ -40,7 +50,7 @@ struct BenchCommand: ParsableCommand {
         if preset.isEmpty && model == nil && render == nil {
             throw ValidationError("give --preset (e.g. small, llava-1.5-7b), --model or --render")
         }
-        if textTokens < 1 || decodeTokens < 1 || repeats < 1 {
+        if (textTokens ?? 1) < 1 || decodeTokens < 1 || repeats < 1 || steps < 1 {
             throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
         }
         for name in preset where ModelPreset.named(name) == nil {
@@ -57,8 +67,12 @@ struct BenchCommand: ParsableCommand {
                 print(markdown)
                 return
             }
-            var benchmarks: [PresetBenchmark] = []
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            if train {
+                try runTraining(log: log)
+                return
+            }
+            var benchmarks: [PresetBenchmark] = []
             if let model {
                 benchmarks.append(try Benchmark.run(
                     checkpoint: URL(fileURLWithPath: model), pytorchReport: pytorch.map { URL(fileURLWithPath: $0) },
@@ -66,7 +80,7 @@ struct BenchCommand: ParsableCommand {
             }
             for name in preset {
                 guard let preset = ModelPreset.named(name) else { continue }
-                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens, decodeTokens: decodeTokens, repeats: repeats, progress: log))
+                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens ?? 40, decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
             let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
             let markdown = Benchmark.markdown(benchmarks, source: "`\(command.trimmingCharacters(in: .whitespaces))`")
@@ -78,5 +92,25 @@ struct BenchCommand: ParsableCommand {
             }
             print(markdown)
         }
+    }
+
+    /// `--train`: one report over the presets, as Markdown (and JSON when asked).
+    func runTraining(log: @escaping (String) -> Void) throws {
+        if model != nil || render != nil { throw ValidationError("--train runs on --preset only") }
+        var benchmarks: [TrainingBenchmark] = []
+        for name in preset {
+            guard let preset = ModelPreset.named(name) else { continue }
+            benchmarks.append(try TrainingBenchmark.run(
+                preset: preset, textTokens: textTokens ?? 256, answerTokens: answerTokens, steps: steps, progress: log))
+        }
+        let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
+        let markdown = TrainingBenchmark.markdown(benchmarks, source: "`\(command.trimmingCharacters(in: .whitespaces))`")
+        if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
+        if let jsonOutput {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try encoder.encode(benchmarks).write(to: URL(fileURLWithPath: jsonOutput))
+        }
+        print(markdown)
     }
 }
