@@ -82,16 +82,22 @@ struct BenchCommand: ParsableCommand {
                 guard let preset = ModelPreset.named(name) else { continue }
                 benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens ?? 40, decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
-            let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
-            let markdown = Benchmark.markdown(benchmarks, source: "`\(command.trimmingCharacters(in: .whitespaces))`")
-            if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
-            if let jsonOutput {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-                try encoder.encode(benchmarks).write(to: URL(fileURLWithPath: jsonOutput))
-            }
-            print(markdown)
+            try report(benchmarks) { Benchmark.markdown(benchmarks, source: $0) }
         }
+    }
+
+    /// Prints the Markdown of `benchmarks` (`render` gets the command line that made them) and
+    /// writes it and the JSON where asked.
+    func report<T: Encodable>(_ benchmarks: T, render: (String) -> String) throws {
+        let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
+        let markdown = render("`\(command.trimmingCharacters(in: .whitespaces))`")
+        if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
+        if let jsonOutput {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try encoder.encode(benchmarks).write(to: URL(fileURLWithPath: jsonOutput))
+        }
+        print(markdown)
     }
 
     /// `--train`: one report over the presets, as Markdown (and JSON when asked).
@@ -103,14 +109,6 @@ struct BenchCommand: ParsableCommand {
             benchmarks.append(try TrainingBenchmark.run(
                 preset: preset, textTokens: textTokens ?? 256, answerTokens: answerTokens, steps: steps, progress: log))
         }
-        let command = "pdrop bench " + CommandLine.arguments.dropFirst(2).joined(separator: " ")
-        let markdown = TrainingBenchmark.markdown(benchmarks, source: "`\(command.trimmingCharacters(in: .whitespaces))`")
-        if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
-        if let jsonOutput {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            try encoder.encode(benchmarks).write(to: URL(fileURLWithPath: jsonOutput))
-        }
-        print(markdown)
+        try report(benchmarks) { TrainingBenchmark.markdown(benchmarks, source: $0) }
     }
 }

@@ -93,4 +93,24 @@ import TestSupport
         let notTraining = try runPDrop(["train", "--resume", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path])
         #expect(notTraining.status != 0 && notTraining.stderr.contains("trainer_state.safetensors"))
     }
+
+    /// The training benchmark's report (structure and token accounting; timings are not asserted).
+    @Test func benchTrainReportsNoneAndPyramidDrop() throws {
+        let directory = try makeTemporaryDirectory("bench-train")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("train.json")
+        let run = try runPDrop(["bench", "--train", "--preset", "small", "--steps", "1", "--text-tokens", "64", "--answer-tokens", "16",
+                                "--json-output", json.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("time saved"))
+        let reports = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [[String: Any]]
+        let results = reports?.first?["results"] as? [[String: Any]] ?? []
+        #expect(results.count == 2)
+        // small: 8 layers, 576 image + 64 text tokens; PDrop [2,4,6] keeps 288, 144, 72 image tokens.
+        #expect(results.first?["layerTokens"] as? Int == 8 * 640)
+        #expect(results.last?["layerTokens"] as? Int == 2 * 640 + 2 * (288 + 64) + 2 * (144 + 64) + 2 * (72 + 64))
+        #expect((results.last?["exactForwardRatio"] as? Double ?? 0) > 1)
+        let tooBig = try runPDrop(["bench", "--train", "--preset", "llava-1.5-7b"])
+        #expect(tooBig.status != 0 && tooBig.stderr.contains("fp32 training needs about"), "\(tooBig.stderr)")
+    }
 }

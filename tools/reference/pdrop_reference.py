@@ -35,11 +35,12 @@ GREEDY_STEPS = 16
 # Loading
 # --------------------------------------------------------------------------------------------
 
-def load_model(directory):
+def load_model(directory, model_class=LlavaForConditionalGeneration):
     """The checkpoint in fp32. Eager attention so that layer outputs can expose the real
-    attention probabilities (FastV ranks with them)."""
-    model = LlavaForConditionalGeneration.from_pretrained(directory, dtype=torch.float32,
-                                                          attn_implementation="eager").eval()
+    attention probabilities (FastV ranks with them). model_class: LlavaForConditionalGeneration
+    or LlavaNextForConditionalGeneration (same module layout: model.model.language_model, lm_head)."""
+    model = model_class.from_pretrained(directory, dtype=torch.float32,
+                                        attn_implementation="eager").eval()
     assert model.model.language_model.config._attn_implementation == "eager"
     return model
 
@@ -222,14 +223,24 @@ class PyramidCache:
 # Embeddings
 # --------------------------------------------------------------------------------------------
 
+def image_kwargs(pixel_values):
+    """The image inputs as model keyword arguments. `pixel_values` is either a tensor (LLaVA:
+    (n_images, 3, H, W)) or a dict of the processor's image outputs (LLaVA-NeXT:
+    {"pixel_values": (n_images, patches, 3, crop, crop), "image_sizes": (n_images, 2)})."""
+    if pixel_values is None:
+        return {}
+    return dict(pixel_values) if isinstance(pixel_values, dict) else {"pixel_values": pixel_values}
+
+
 def merged_embeddings(model, input_ids, pixel_values):
-    """inputs_embeds as LlavaModel.forward builds them: token embeddings, image-token rows replaced
-    by the projected image features (vision_feature_layer / select strategy from the config)."""
+    """inputs_embeds as LlavaModel.forward / LlavaNextModel.forward build them: token embeddings,
+    image-token rows replaced by the projected image features (vision_feature_layer / select
+    strategy from the config; for LLaVA-NeXT the packed anyres features of get_image_features)."""
     inner = model.model
     embeds = inner.get_input_embeddings()(input_ids)
     if pixel_values is None:
         return embeds
-    features = inner.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
+    features = inner.get_image_features(**image_kwargs(pixel_values), return_dict=True).pooler_output
     features = torch.cat(list(features), dim=0).to(embeds.dtype)
     mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
     assert int(mask.sum()) * embeds.shape[-1] == features.numel(), "image tokens and features disagree"
@@ -265,7 +276,7 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
     method: "none" | "pdrop" (layers / ratios) | "fastv" (fastv_k / fastv_r).
     positions: "reindex" | "preserve"; default "reindex" for PDrop, "preserve" for FastV
     (irrelevant for "none").
-    input_ids (1, T) int64; pixel_values (n_images, 3, H, W) or None.
+    input_ids (1, T) int64; pixel_values (n_images, 3, H, W), a dict of image inputs (image_kwargs) or None.
     force_kept: testing only: per stage, per block, the original block indices to keep instead of
     ranking (used to check that cached decoding equals a prefill of the longer sequence).
 
@@ -406,7 +417,7 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
 @torch.no_grad()
 def model_greedy(model, input_ids, pixel_values, steps=GREEDY_STEPS):
     """The model's own forward + its own DynamicCache: all prefill logits and greedy tokens."""
-    out = model(input_ids=input_ids, pixel_values=pixel_values, use_cache=True)
+    out = model(input_ids=input_ids, use_cache=True, **image_kwargs(pixel_values))
     logits, past = out.logits[0], out.past_key_values
     token, generated = logits[-1].argmax(), []
     for step in range(steps):
