@@ -30,7 +30,8 @@ let package = Package(
         // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
         .target(name: "TokenReduction"),
         // Configurations, weights and forward passes of the model parts; applies reductions.
-        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction"]),
+        // (Vision for LLaVA-NeXT's anyres feature grid, which the processor and the model share.)
+        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
         // What the command line (and later a server) share: loading, prefill/decode, sampling.
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.

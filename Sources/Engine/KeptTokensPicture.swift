@@ -58,6 +58,7 @@ public enum KeptTokensPicture {
 extension LlavaPipeline {
     /// Writes the kept-token picture of `imageFiles` (one row each) to `path` as PNG.
     public func saveKeptPicture(imageFiles: [URL], keptImageTokens: [[[Int]]], to path: String) throws {
+        if anyresProcessor != nil { throw PipelineError.keptPictureNeedsSingleTile(directory: directory.path) }
         let rows = try imageFiles.enumerated().map { index, file in
             let view = try imageProcessor.geometricallyTransformed(try ImageDecoder.decode(contentsOf: file))
             return KeptTokensPicture.render(

@@ -13,6 +13,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case promptWithSeveralImages(count: Int, images: Int)
     case promptTooLong(tokens: Int, imageTokens: Int, context: Int)
     case imageSizeMismatch(file: String, width: Int, height: Int, expected: Int)
+    case noGridResolution(file: String, maxTiles: Int)
+    case maxTilesWithoutAnyres(directory: String)
+    case keptPictureNeedsSingleTile(directory: String)
 
     public var description: String {
         switch self {
@@ -26,6 +29,12 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
             return "the prompt has \(count) <image> placeholders but \(images) image\(images == 1 ? " was" : "s were") given"
         case let .imageSizeMismatch(file, width, height, expected):
             return "\(file) was processed to \(width)x\(height) but the vision tower takes \(expected)x\(expected) (check crop_size in the processor config)"
+        case let .noGridResolution(file, maxTiles):
+            return "\(file): no image_grid_pinpoints resolution has at most \(maxTiles) tiles (--max-tiles)"
+        case let .maxTilesWithoutAnyres(directory):
+            return "\(directory): --max-tiles applies to LLaVA-NeXT checkpoints (anyres tiles); this one takes one tile per image"
+        case let .keptPictureNeedsSingleTile(directory):
+            return "\(directory): --save-kept draws LLaVA-1.5's single 336-pixel view; LLaVA-NeXT's anyres block is not drawn yet (--json gives keptImageTokens)"
         case let .promptTooLong(tokens, imageTokens, context):
             return "the prompt is \(tokens) tokens (\(imageTokens) of them image tokens), longer than the model's context of \(context)"
         }
@@ -37,9 +46,11 @@ public struct PreparedPrompt {
     /// Token ids as transformers' LlavaProcessor gives them (`<image>` repeated per image token).
     public let inputIds: [Int]
     public let imageBlocks: [Range<Int>]
-    /// (tokensPerImage, textHidden) projected features of each image.
+    /// (image tokens, textHidden) projected features of each image.
     public let imageFeatures: [Tensor]
     public let visionSeconds: Double
+    /// Vision-tower tiles of all images (LLaVA-NeXT runs the tower once per tile).
+    public let tiles: Int
     public var imageTokens: Int { imageBlocks.reduce(0) { $0 + $1.count } }
 }
 
@@ -50,13 +61,18 @@ public final class LlavaPipeline {
     public let loaded: LoadedModel
     public let llava: LlavaModel
     public let tokenizer: Tokenizer
+    /// CLIP's preprocessing (LLaVA-1.5; for LLaVA-NeXT the per-tile part of its processor).
     public let imageProcessor: CLIPImageProcessor
+    /// LLaVA-NeXT's anyres preprocessing (LlavaNextImageProcessor); nil for LLaVA-1.5.
+    public let anyresProcessor: AnyresProcessor?
 
     /// Loads config.json, the safetensors, tokenizer.json and the image processor's settings
     /// (preprocessor_config.json as llava-hf ships it, or processor_config.json as current
     /// transformers saves it). `padToSquare` is LLaVA's original "pad to a square with the mean
     /// colour" mode. `copiesToFloat32` gives the model mutable fp32 tensors of its own (training).
-    public init(directory: URL, padToSquare: Bool = false, copiesToFloat32: Bool = false) throws {
+    /// `maxTiles` keeps only LLaVA-NeXT's grid resolutions of at most that many tiles (the
+    /// paper's p5 vs p9: 4 or 8 tiles + the base image).
+    public init(directory: URL, padToSquare: Bool = false, copiesToFloat32: Bool = false, maxTiles: Int? = nil) throws {
         self.directory = directory
         let loaded = try LoadedModel.load(directory: directory, copiesToFloat32: copiesToFloat32)
         guard let llava = loaded.llava else { throw PipelineError.notAVisionLanguageModel(directory: directory.path) }
@@ -71,7 +87,22 @@ public final class LlavaPipeline {
         guard let processorURL = candidates.map({ directory.appendingPathComponent($0) })
             .first(where: { FileManager.default.fileExists(atPath: $0.path) })
         else { throw PipelineError.missingFile(directory: directory.path, expected: candidates) }
-        imageProcessor = CLIPImageProcessor(config: try CLIPImageProcessorConfig.load(contentsOf: processorURL), padsToSquare: padToSquare)
+        if llava.configuration.isNext {
+            var config = try AnyresProcessorConfig.load(contentsOf: processorURL)
+            if let maxTiles {
+                let side = config.tileSide
+                config.imageGridPinpoints = config.imageGridPinpoints.filter { ($0.height / side) * ($0.width / side) <= maxTiles }
+                if config.imageGridPinpoints.isEmpty {
+                    throw PipelineError.noGridResolution(file: processorURL.path, maxTiles: maxTiles)
+                }
+            }
+            anyresProcessor = AnyresProcessor(config: config)
+            imageProcessor = CLIPImageProcessor(config: config.clip, padsToSquare: padToSquare)
+        } else {
+            if maxTiles != nil { throw PipelineError.maxTilesWithoutAnyres(directory: directory.path) }
+            anyresProcessor = nil
+            imageProcessor = CLIPImageProcessor(config: try CLIPImageProcessorConfig.load(contentsOf: processorURL), padsToSquare: padToSquare)
+        }
     }
 
     public var languageModel: LlamaModel { llava.languageModel }
@@ -81,50 +112,78 @@ public final class LlavaPipeline {
         "USER: <image>\n\(question) ASSISTANT:"
     }
 
-    /// Token ids of `prompt` with each `<image>` expanded to the image's token count; the prompt
-    /// must hold exactly `imageCount` placeholders and fit the context.
-    public func tokenize(_ prompt: String, imageCount: Int) throws -> [Int] {
+    /// Token ids of `prompt` with the k-th `<image>` expanded to `imageTokenCounts[k]` copies;
+    /// the prompt must hold one placeholder per image and fit the context.
+    public func tokenize(_ prompt: String, imageTokenCounts: [Int]) throws -> [Int] {
         let imageToken = llava.configuration.imageTokenIndex
         let ids = tokenizer.encode(prompt)
         let placeholders = ids.filter { $0 == imageToken }.count
-        if placeholders == 0 && imageCount > 0 { throw PipelineError.promptWithoutImage(prompt: prompt) }
-        if placeholders != imageCount { throw PipelineError.promptWithSeveralImages(count: placeholders, images: imageCount) }
+        if placeholders == 0 && !imageTokenCounts.isEmpty { throw PipelineError.promptWithoutImage(prompt: prompt) }
+        if placeholders != imageTokenCounts.count {
+            throw PipelineError.promptWithSeveralImages(count: placeholders, images: imageTokenCounts.count)
+        }
         var expanded: [Int] = []
-        expanded.reserveCapacity(ids.count + imageCount * llava.tokensPerImage)
+        expanded.reserveCapacity(ids.count + imageTokenCounts.reduce(0, +))
+        var image = 0
         for id in ids {
             if id == imageToken {
-                expanded.append(contentsOf: repeatElement(imageToken, count: llava.tokensPerImage))
+                expanded.append(contentsOf: repeatElement(imageToken, count: imageTokenCounts[image]))
+                image += 1
             } else {
                 expanded.append(id)
             }
         }
         let context = languageModel.configuration.maxPositionEmbeddings
         if expanded.count > context {
-            throw PipelineError.promptTooLong(tokens: expanded.count, imageTokens: imageCount * llava.tokensPerImage, context: context)
+            throw PipelineError.promptTooLong(tokens: expanded.count, imageTokens: imageTokenCounts.reduce(0, +), context: context)
         }
         return expanded
     }
 
-    /// pixel values (3, side, side) of an image file, as CLIPImageProcessor gives them.
+    /// pixel values (3, side, side) of an image file, as CLIPImageProcessor gives them (LLaVA-1.5).
     public func pixelValues(imageFile: URL) throws -> Tensor {
         let image = try ImageDecoder.decode(contentsOf: imageFile)
         let processed = try imageProcessor.preprocess(image)
+        return try tile(processed, file: imageFile)
+    }
+
+    /// An image file made ready for the vision tower: CLIPImageProcessor's one tile (LLaVA-1.5),
+    /// or LlavaNextImageProcessor's base image and grid tiles with where their features go.
+    public func imageInput(imageFile: URL) throws -> ImageInput {
+        guard let anyresProcessor else { return ImageInput(tiles: [try pixelValues(imageFile: imageFile)]) }
+        let image = try ImageDecoder.decode(contentsOf: imageFile)
+        let processed = try anyresProcessor.preprocess(image)
+        let perTile = PixelValues.channels * processed.height * processed.width
+        let tiles = try (0..<processed.patchCount).map { index in
+            try tile(PixelValues(height: processed.height, width: processed.width,
+                                 values: Array(processed.values[(index * perTile)..<((index + 1) * perTile)])), file: imageFile)
+        }
+        let grid = anyresProcessor.featureGrid(
+            originalHeight: processed.imageHeight, originalWidth: processed.imageWidth, bestResolution: processed.bestResolution,
+            visionPatchSize: llava.configuration.visionConfig.patchSize)
+        return ImageInput(tiles: tiles, grid: grid)
+    }
+
+    /// One processed tile as the tower's (3, side, side) input, checked against its size.
+    private func tile(_ processed: PixelValues, file: URL) throws -> Tensor {
         let side = llava.configuration.visionConfig.imageSize
         if processed.height != side || processed.width != side {
-            throw PipelineError.imageSizeMismatch(file: imageFile.path, width: processed.width, height: processed.height, expected: side)
+            throw PipelineError.imageSizeMismatch(file: file.path, width: processed.width, height: processed.height, expected: side)
         }
         return Tensor(shape: [PixelValues.channels, processed.height, processed.width], values: processed.values)
     }
 
     /// Tokenizes `prompt`, runs the images through the vision tower and projector.
     public func prepare(prompt: String, imageFiles: [URL]) throws -> PreparedPrompt {
-        let ids = try tokenize(prompt, imageCount: imageFiles.count)
-        let pixels = try imageFiles.map { try pixelValues(imageFile: $0) }
+        let images = try imageFiles.map { try imageInput(imageFile: $0) }
+        let counts = images.map { llava.imageTokenCount($0) }
+        let ids = try tokenize(prompt, imageTokenCounts: counts)
         let clock = ContinuousClock()
         let start = clock.now
-        let features = pixels.map { llava.imageFeatures(pixelValues: $0) }
+        let features = images.map { llava.imageFeatures($0) }
         return PreparedPrompt(
-            inputIds: ids, imageBlocks: llava.imageBlocks(in: ids), imageFeatures: features, visionSeconds: (clock.now - start).inSeconds)
+            inputIds: ids, imageBlocks: llava.imageBlocks(in: ids, counts: counts), imageFeatures: features,
+            visionSeconds: (clock.now - start).inSeconds, tiles: images.reduce(0) { $0 + $1.tiles.count })
     }
 
     /// Greedy generation for a prepared prompt with `reducer`.
@@ -147,7 +206,7 @@ public final class LlavaPipeline {
             layersRun: featureLayers.max() ?? vision.numHiddenLayers, patchSize: vision.patchSize, channels: vision.numChannels,
             patchesPerTile: llava.visionTower.patchCount)
         return FLOPs.prefillReport(
-            decoder: DecoderShape(languageModel.configuration), vision: visionShape, tiles: prompt.imageFeatures.count,
+            decoder: DecoderShape(languageModel.configuration), vision: visionShape, tiles: prompt.tiles,
             projectorInput: vision.hiddenSize * featureLayers.count, textTokens: prompt.inputIds.count - prompt.imageTokens,
             imageBlockSizes: prompt.imageBlocks.map(\.count), reducer: reducer)
     }

@@ -226,6 +226,13 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
     public var visionFeatureLayers: [Int] = [-2]
     public var imageSeqLength: Int = 576
     public var multimodalProjectorBias: Bool = true
+    /// "llava" (`LlavaForConditionalGeneration`) or "llava_next" (`LlavaNextForConditionalGeneration`:
+    /// anyres tiles, unpadding and `image_newline`).
+    public var modelType: String = "llava"
+    /// LLaVA-NeXT's candidate resolutions as [height, width] (transformers' default when absent).
+    public var imageGridPinpoints: [[Int]] = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+    public var isNext: Bool { modelType == "llava_next" }
 
     enum CodingKeys: String, CodingKey {
         case textConfig = "text_config", visionConfig = "vision_config"
@@ -234,6 +241,7 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
         case visionFeatureSelectStrategy = "vision_feature_select_strategy"
         case visionFeatureLayer = "vision_feature_layer", imageSeqLength = "image_seq_length"
         case multimodalProjectorBias = "multimodal_projector_bias"
+        case modelType = "model_type", imageGridPinpoints = "image_grid_pinpoints"
     }
 
     public init(_ adjust: (inout LlavaConfiguration) -> Void = { _ in }) { adjust(&self) }
@@ -256,6 +264,8 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
         }
         imageSeqLength = try value(.imageSeqLength, imageSeqLength)
         multimodalProjectorBias = try value(.multimodalProjectorBias, multimodalProjectorBias)
+        modelType = try value(.modelType, modelType)
+        imageGridPinpoints = try value(.imageGridPinpoints, imageGridPinpoints)
     }
 
     /// Checks the parts and how they connect; `file` names the config in the error.
@@ -274,6 +284,15 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
         if !["default", "full"].contains(visionFeatureSelectStrategy) {
             throw ConfigurationError.invalidValue(
                 file: file, key: "vision_feature_select_strategy", reason: "'\(visionFeatureSelectStrategy)' is not 'default' or 'full'")
+        }
+        if isNext && visionFeatureSelectStrategy != "default" {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "vision_feature_select_strategy",
+                reason: "LLaVA-NeXT lays each tile's patches out as a square grid, which needs 'default' (no class token)")
+        }
+        if isNext && (imageGridPinpoints.isEmpty || imageGridPinpoints.contains { $0.count != 2 || $0.contains { $0 <= 0 } }) {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "image_grid_pinpoints", reason: "must be a non-empty list of [height, width] pairs of positive sizes")
         }
         if !["gelu", "quick_gelu"].contains(projectorHiddenAct) {
             throw ConfigurationError.invalidValue(
@@ -295,6 +314,8 @@ public struct LlavaConfiguration: Codable, Equatable, Sendable {
         }
         try c.encode(imageSeqLength, forKey: .imageSeqLength)
         try c.encode(multimodalProjectorBias, forKey: .multimodalProjectorBias)
+        try c.encode(modelType, forKey: .modelType)
+        if isNext { try c.encode(imageGridPinpoints, forKey: .imageGridPinpoints) }
     }
 }
 
@@ -331,13 +352,16 @@ public enum ModelConfiguration: Equatable, Sendable {
         let decoder = JSONDecoder()
         do {
             let kind = try decoder.decode(Kind.self, from: data)
-            let modelType = kind.modelType ?? (kind.architectures?.first == "LlavaForConditionalGeneration" ? "llava" : "llama")
+            let architectureTypes = ["LlavaForConditionalGeneration": "llava", "LlavaNextForConditionalGeneration": "llava_next"]
+            let modelType = kind.modelType ?? kind.architectures?.first.flatMap { architectureTypes[$0] } ?? "llama"
             let configuration: ModelConfiguration
             switch modelType {
             case "llama":
                 configuration = .llama(try decoder.decode(LlamaConfiguration.self, from: data))
-            case "llava":
-                configuration = .llava(try decoder.decode(LlavaConfiguration.self, from: data))
+            case "llava", "llava_next":
+                var llava = try decoder.decode(LlavaConfiguration.self, from: data)
+                llava.modelType = modelType
+                configuration = .llava(llava)
             default:
                 throw ConfigurationError.unsupportedModelType(file: file, modelType: modelType)
             }

@@ -179,6 +179,23 @@ public struct AnyresProcessorConfig: Equatable, Sendable {
 
 /// One image's `pixel_values` from `LlavaNextImageProcessor`: the base image first, then the grid tiles row by
 /// row, each rescaled and normalized.
+/// LLaVA-NeXT's feature map of one image (see `AnyresProcessor.featureGrid`).
+public struct AnyresFeatureGrid: Equatable, Sendable {
+    /// Tiles of the best resolution's grid (the base image is apart).
+    public let tileRows: Int
+    public let tileColumns: Int
+    /// Vision patches along each side of one tile.
+    public let patchesPerTileSide: (height: Int, width: Int)
+    /// Rows and columns of the whole map that survive unpadding.
+    public let keptRows: Range<Int>
+    public let keptColumns: Range<Int>
+
+    public static func == (a: AnyresFeatureGrid, b: AnyresFeatureGrid) -> Bool {
+        a.tileRows == b.tileRows && a.tileColumns == b.tileColumns && a.patchesPerTileSide == b.patchesPerTileSide
+            && a.keptRows == b.keptRows && a.keptColumns == b.keptColumns
+    }
+}
+
 public struct AnyresPixelValues: Equatable, Sendable {
     public let patchCount: Int
     public let height: Int
@@ -365,31 +382,41 @@ public struct AnyresProcessor: Sendable {
         guard let best = Self.selectBestResolution(height: originalHeight, width: originalWidth, among: config.imageGridPinpoints) else {
             throw ImageProcessingError(reason: "image_grid_pinpoints is empty")
         }
-        let (height, width) = patchSize  // pixel_values' last two dimensions
-        let scaleHeight = best.height / height
-        let scaleWidth = best.width / width
-        let patchesHeight = height / visionPatchSize
-        let patchesWidth = width / visionPatchSize
+        let grid = featureGrid(originalHeight: originalHeight, originalWidth: originalWidth, bestResolution: best, visionPatchSize: visionPatchSize)
+        let unpaddedFeatures = grid.keptRows.count * grid.keptColumns.count
+        let newlineFeatures = grid.keptRows.count
+        let baseFeatures = grid.patchesPerTileSide.height * grid.patchesPerTileSide.width + additionalImageTokens
+        let total = unpaddedFeatures + newlineFeatures + baseFeatures
+        return strategy == .default ? total - 1 : total
+    }
 
-        // _get_unpadded_features
-        var currentHeight = patchesHeight * scaleHeight
-        var currentWidth = patchesWidth * scaleWidth
+    /// Where the tiles' features sit once LLaVA-NeXT lays them out (`pack_image_features`): the
+    /// tiles of the `bestResolution` grid side by side as one feature map of
+    /// (rows · patches per tile side) × (columns · patches per tile side) positions, of which
+    /// `unpad_image` keeps `keptRows` × `keptColumns` (the image's own aspect ratio, padding removed).
+    /// The model and the processor's token count both follow it.
+    public func featureGrid(
+        originalHeight: Int, originalWidth: Int, bestResolution best: GridResolution, visionPatchSize: Int
+    ) -> AnyresFeatureGrid {
+        let (height, width) = patchSize  // pixel_values' last two dimensions
+        let tiles = (rows: best.height / height, columns: best.width / width)
+        let perTile = (height: height / visionPatchSize, width: width / visionPatchSize)
+        let currentHeight = perTile.height * tiles.rows
+        let currentWidth = perTile.width * tiles.columns
+        var keptRows = 0..<currentHeight, keptColumns = 0..<currentWidth
         let originalAspectRatio = Double(originalWidth) / Double(originalHeight)
         let currentAspectRatio = Double(currentWidth) / Double(currentHeight)
         if originalAspectRatio > currentAspectRatio {
             let newHeight = Self.truncatedAfterRoundingTo7Digits(Double(originalHeight) * (Double(currentWidth) / Double(originalWidth)))
             let padding = floorDivide(currentHeight - newHeight, 2)
-            currentHeight -= padding * 2
+            keptRows = padding..<(currentHeight - padding)
         } else {
             let newWidth = Self.truncatedAfterRoundingTo7Digits(Double(originalWidth) * (Double(currentHeight) / Double(originalHeight)))
             let padding = floorDivide(currentWidth - newWidth, 2)
-            currentWidth -= padding * 2
+            keptColumns = padding..<(currentWidth - padding)
         }
-        let unpaddedFeatures = currentHeight * currentWidth
-        let newlineFeatures = currentHeight
-        let baseFeatures = patchesHeight * patchesWidth + additionalImageTokens
-        let total = unpaddedFeatures + newlineFeatures + baseFeatures
-        return strategy == .default ? total - 1 : total
+        return AnyresFeatureGrid(
+            tileRows: tiles.rows, tileColumns: tiles.columns, patchesPerTileSide: perTile, keptRows: keptRows, keptColumns: keptColumns)
     }
 
     /// Python's `int(round(value, 7))`: rounding to 7 decimals absorbs the float error of the scaling (so

@@ -36,6 +36,9 @@ struct GenerateCommand: ParsableCommand {
             let start = clock.now
             let prepared = try input.prepare()
             let reducer = try prepared.reducer(reductionOptions)
+            if saveKept != nil, let pipeline = prepared.pipeline, pipeline.anyresProcessor != nil {
+                throw PipelineError.keptPictureNeedsSingleTile(directory: pipeline.directory.path)
+            }
             let setupSeconds = (clock.now - start).inSeconds
             let result = try prepared.generate(reducer: reducer, maxNewTokens: maxNewTokens, stopAtEndOfSequence: !ignoreEos)
             let text = prepared.decode?(result.tokens)

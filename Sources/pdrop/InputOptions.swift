@@ -25,11 +25,15 @@ struct InputOptions: ParsableArguments {
     @Flag(help: "Pad the image to a square with the mean colour first (LLaVA's original preprocessing).")
     var padToSquare = false
 
+    @Option(help: "LLaVA-NeXT: use only grid resolutions of at most this many tiles (besides the base image), e.g. 4 or 8.")
+    var maxTiles: Int?
+
     func validate() throws {
         let given = [prompt != nil, rawPrompt != nil, promptIds != nil].filter { $0 }.count
         if given != 1 { throw ValidationError("give exactly one of --prompt, --raw-prompt and --prompt-ids") }
         if promptIds != nil && !image.isEmpty { throw ValidationError("--prompt-ids takes no --image; use --prompt or --raw-prompt") }
         if prompt != nil && image.count != 1 { throw ValidationError("--prompt needs exactly one --image (use --raw-prompt for other counts)") }
+        if let maxTiles, maxTiles < 1 { throw ValidationError("--max-tiles must be at least 1, got \(maxTiles)") }
     }
 
     /// What the run needs: the prompt's embeddings, image blocks and ids, for any checkpoint kind.
@@ -46,7 +50,7 @@ struct InputOptions: ParsableArguments {
                         textTokens: ids.count, imageBlockSizes: [], reducer: reducer)
                 }, decode: nil, imageFiles: [])
         }
-        let pipeline = try LlavaPipeline(directory: directory, padToSquare: padToSquare)
+        let pipeline = try LlavaPipeline(directory: directory, padToSquare: padToSquare, maxTiles: maxTiles)
         let text = prompt.map(LlavaPipeline.conversationPrompt(question:)) ?? rawPrompt ?? ""
         let prepared = try pipeline.prepare(prompt: text, imageFiles: image.map { URL(fileURLWithPath: $0) })
         return PreparedRun(

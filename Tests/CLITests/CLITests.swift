@@ -189,3 +189,31 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(unknownPreset.status != 0 && unknownPreset.stderr.contains("gpt-9"))
     }
 }
+
+/// `pdrop generate` on the tiny LLaVA-NeXT checkpoint: the anyres block, --max-tiles, and what it refuses.
+@Suite struct LlavaNextCommandTests {
+    let model = Fixtures.url("tiny-llava-next").path
+    let image = Fixtures.url("anyres/chelsea-451x300.png").path
+
+    @Test func generateGivesTheReferenceTokensAndHonoursMaxTiles() throws {
+        let reference = try SafeTensorsFile(path: Fixtures.url("tiny-llava-next/reference-next.safetensors").path)
+        let run = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", "What is shown in this image?",
+                                "--max-new-tokens", "16", "--ignore-eos", "--json", "--reduction", "pdrop", "--layers", "2,4,6",
+                                "--ratios", "0.5,0.25,0.125"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(object?["tokens"] as? [Int] == (try reference.integers("chelsea-451x300.pdrop.greedy_tokens")))
+        #expect(object?["imageTokens"] as? Int == 70)
+        #expect((object?["keptImageTokens"] as? [[Int]])?.first == (try reference.integers("chelsea-451x300.pdrop.kept.0")))
+
+        let limited = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", "What?", "--max-new-tokens", "1",
+                                    "--max-tiles", "2", "--json"])
+        let limitedObject = try JSONSerialization.jsonObject(with: Data(limited.stdout.utf8)) as? [String: Any]
+        #expect((limitedObject?["imageTokens"] as? Int ?? 0) < 70, "\(limited.stderr)")
+        let kept = try runPDrop(["generate", "--model", model, "--image", image, "--prompt", "What?", "--save-kept", "/tmp/never.png"])
+        #expect(kept.status != 0 && kept.stderr.contains("LLaVA-NeXT"))
+        let onePointFive = try runPDrop(["generate", "--model", Fixtures.url("tiny-llava").path, "--image", image, "--prompt", "What?",
+                                         "--max-tiles", "4"])
+        #expect(onePointFive.status != 0 && onePointFive.stderr.contains("--max-tiles"))
+    }
+}

@@ -60,7 +60,7 @@ import TestSupport
     @Test func imageTokenCountMustMatchTheImages() throws {
         let llava = try #require(try LoadedModel.load(directory: Fixtures.url("tiny-llava")).llava)
         let features = Tensor(shape: [576, 32])
-        #expect(throws: LlavaInputError.imageTokenCountMismatch(imageTokensInPrompt: 2, images: 1, tokensPerImage: 576)) {
+        #expect(throws: LlavaInputError.imageTokenCountMismatch(imageTokensInPrompt: 2, images: 1, featureRows: 576)) {
             try llava.embed(tokens: [1, 32000, 32000, 5], imageFeatures: [features])
         }
     }

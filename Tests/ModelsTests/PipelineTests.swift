@@ -38,14 +38,14 @@ import Vision
     @Test func promptsWithoutOrWithTooManyImagesAreErrors() throws {
         let pipeline = try Self.pipeline.get()
         #expect(throws: PipelineError.promptWithoutImage(prompt: "USER: hello ASSISTANT:")) {
-            try pipeline.tokenize("USER: hello ASSISTANT:", imageCount: 1)
+            try pipeline.tokenize("USER: hello ASSISTANT:", imageTokenCounts: [576])
         }
         #expect(throws: PipelineError.promptWithSeveralImages(count: 2, images: 1)) {
-            try pipeline.tokenize("USER: <image> and <image> ASSISTANT:", imageCount: 1)
+            try pipeline.tokenize("USER: <image> and <image> ASSISTANT:", imageTokenCounts: [576])
         }
         let long = "USER: <image>\n" + String(repeating: "tell me more ", count: 1500) + "ASSISTANT:"
         do {
-            _ = try pipeline.tokenize(long, imageCount: 1)
+            _ = try pipeline.tokenize(long, imageTokenCounts: [576])
             Issue.record("a prompt past the context should fail")
         } catch let error as PipelineError {
             guard case let .promptTooLong(tokens, imageTokens, context) = error else { Issue.record("\(error)"); return }
