@@ -164,6 +164,17 @@ public final class LlavaPipeline {
         return ImageInput(tiles: tiles, grid: grid)
     }
 
+    /// Image tokens an image of (height, width) pixels becomes: `tokensPerImage` (LLaVA-1.5) or
+    /// LlavaNextProcessor's count for its anyres block; nil when that does not depend on the size.
+    public var imageTokenCount: (@Sendable (_ height: Int, _ width: Int) -> Int)? {
+        guard let anyresProcessor else { return nil }
+        let patchSize = llava.configuration.visionConfig.patchSize, fallback = llava.tokensPerImage
+        // Only an empty image makes the count throw, and decoded images are never empty.
+        return { height, width in
+            (try? anyresProcessor.imageTokenCount(originalHeight: height, originalWidth: width, visionPatchSize: patchSize)) ?? fallback
+        }
+    }
+
     /// One processed tile as the tower's (3, side, side) input, checked against its size.
     private func tile(_ processed: PixelValues, file: URL) throws -> Tensor {
         let side = llava.configuration.visionConfig.imageSize

@@ -320,6 +320,10 @@ public func expandImageToken(
 
 // MARK: - Samples
 
+/// Image tokens an image of (height, width) pixels becomes, for models where it varies
+/// (LLaVA-NeXT's anyres block): e.g. `LlavaPipeline.imageTokenCount(height:width:)`.
+public typealias ImageTokenCount = @Sendable (_ height: Int, _ width: Int) -> Int
+
 /// Positions i whose label is ignored while the next one is not: the last token before each
 /// answer span, PyramidDrop's query rows in training (also after drops, on gathered labels).
 public func answerQueryRows(labels: [Int]) -> [Int] {
@@ -352,31 +356,27 @@ public struct TrainingSample: Equatable, Sendable {
     /// answer): PyramidDrop's query rows in training (TRAINING.md §4).
     public var queryRows: [Int] { answerQueryRows(labels: labels) }
 
-    /// Pixel values (3, side, side) of the sample's image, nil for a text-only sample.
-    /// `preprocess` is the checkpoint's image processing, e.g. `LlavaPipeline.pixelValues(imageFile:)`.
-    public func pixelValues(_ preprocess: (URL) throws -> Tensor) rethrows -> Tensor? {
-        try imageFile.map(preprocess)
-    }
-
     /// The sample of a structurally checked record, with the remaining checks of TRAINING.md §1
     /// in the reference's order: the image file (exists, decodes), the `<image>` placeholders,
     /// the template and labels (tokenization mismatch), the image token, the context length.
     public static func make(
         record: ConversationRecord, imagesDirectory: URL?, tokenizer: Tokenizer, imageTokenID: Int, tokensPerImage: Int,
-        contextLength: Int, checksImages: Bool = true
+        contextLength: Int, checksImages: Bool = true, imageTokenCount: ImageTokenCount? = nil
     ) throws(BadRecordReason) -> TrainingSample {
         var imageFile: URL?
+        var imageTokens = tokensPerImage
         if let image = record.image {
             guard let imagesDirectory else { throw .imageWithoutImagesDirectory(image: image) }
             // As os.path.join: an absolute path stands alone.
             let file = image.hasPrefix("/") ? URL(fileURLWithPath: image) : imagesDirectory.appendingPathComponent(image)
-            if checksImages {
+            if checksImages || imageTokenCount != nil {
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
                     throw .missingImageFile(path: file.path)
                 }
                 do {
-                    _ = try ImageDecoder.decode(contentsOf: file)
+                    let decoded = try ImageDecoder.decode(contentsOf: file)
+                    if let imageTokenCount { imageTokens = imageTokenCount(decoded.height, decoded.width) }
                 } catch {
                     throw .undecodableImage(error)
                 }
@@ -390,7 +390,7 @@ public struct TrainingSample: Equatable, Sendable {
         if foundImageTokens != expectedImageTokens {
             throw .imageTokenCount(found: foundImageTokens, expected: expectedImageTokens, imageTokenID: imageTokenID)
         }
-        let expanded = expandImageToken(ids: ids, labels: labels, imageTokenID: imageTokenID, tokensPerImage: tokensPerImage)
+        let expanded = expandImageToken(ids: ids, labels: labels, imageTokenID: imageTokenID, tokensPerImage: imageTokens)
         if expanded.ids.count > contextLength { throw .longerThanContext(tokens: expanded.ids.count, contextLength: contextLength) }
         return TrainingSample(id: record.id, inputIds: expanded.ids, labels: expanded.labels, imageFile: imageFile, imageBlock: expanded.imageBlock)
     }
@@ -416,7 +416,7 @@ public struct TrainingDataset: Sendable {
     /// decoding), for tools that only need the token ids.
     public static func load(
         dataFile: URL, imagesDirectory: URL?, tokenizer: Tokenizer, imageTokenID: Int, tokensPerImage: Int, contextLength: Int,
-        badRecords policy: BadRecordPolicy = .skip, checksImages: Bool = true
+        badRecords policy: BadRecordPolicy = .skip, checksImages: Bool = true, imageTokenCount: ImageTokenCount? = nil
     ) throws(ConversationDataError) -> TrainingDataset {
         let file = dataFile.path
         let data: Data
@@ -443,7 +443,8 @@ public struct TrainingDataset: Sendable {
                         let checked = try ConversationRecord(json: record)
                         let sample = try TrainingSample.make(
                             record: checked, imagesDirectory: imagesDirectory, tokenizer: tokenizer, imageTokenID: imageTokenID,
-                            tokensPerImage: tokensPerImage, contextLength: contextLength, checksImages: checksImages)
+                            tokensPerImage: tokensPerImage, contextLength: contextLength, checksImages: checksImages,
+                            imageTokenCount: imageTokenCount)
                         results[index] = .success(sample)
                     } catch {
                         results[index] = .failure(BadRecord(index: index, id: ConversationRecord.idText(of: record), reason: error))

@@ -67,9 +67,9 @@ public final class Trainer {
         var lossSum = 0.0
         var outcomes: [SampleOutcome] = []
         for sample in batch {
-            let pixels = try sample.pixelValues(pipeline.pixelValues(imageFile:)).map { [$0] } ?? []
+            let images = try sample.imageFile.map { [try pipeline.imageInput(imageFile: $0)] } ?? []
             let outcome = try model.accumulate(
-                sample: sample.id, inputIds: sample.inputIds, labels: sample.labels, pixelValues: pixels, reducer: reducer, lossScale: scale)
+                sample: sample.id, inputIds: sample.inputIds, labels: sample.labels, images: images, reducer: reducer, lossScale: scale)
             lossSum += outcome.lossSum
             outcomes.append(outcome)
         }

@@ -115,7 +115,7 @@ public struct TrainingBenchmark: Codable, Equatable {
                 let start = clock.now
                 model.zeroGradients()
                 let outcome = try model.accumulate(
-                    sample: "benchmark", inputIds: ids, labels: labels, pixelValues: tiles, reducer: reducer,
+                    sample: "benchmark", inputIds: ids, labels: labels, images: tiles.map { ImageInput(tiles: [$0]) }, reducer: reducer,
                     lossScale: 1 / Float(answerTokens))
                 optimizer.update(parameters: model.parameters, gradients: model.gradients)
                 let seconds = (clock.now - start).inSeconds

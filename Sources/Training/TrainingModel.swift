@@ -2,6 +2,7 @@ import Foundation
 import Models
 import TensorCore
 import TokenReduction
+import Vision
 
 /// Problems of a training sample the model cannot take, named.
 public enum TrainingInputError: Error, Equatable, CustomStringConvertible {
@@ -63,7 +64,8 @@ public final class TrainingModel {
     /// no gradient, so AdamW leaves them alone, decay included).
     public var trainableNames: [String] {
         var prefixes: [String] = []
-        if trainable.contains(.projector) { prefixes.append(layout.projectorPrefix) }
+        // LLaVA-NeXT's image_newline trains with the projector, as LLaVA's mm_projector group holds it.
+        if trainable.contains(.projector) { prefixes += [layout.projectorPrefix, layout.imageNewlineName] }
         if trainable.contains(.language) { prefixes += [layout.language.modelPrefix, layout.language.lmHeadPrefix] }
         if trainable.contains(.vision) { prefixes.append(layout.visionPrefix) }
         let unused = unusedVisionPrefixes
@@ -82,7 +84,9 @@ public final class TrainingModel {
     /// Parameters that get no gradient from a batch without any image (PyTorch leaves their
     /// gradient None, and AdamW skips them for that step).
     public var imageOnlyNames: Set<String> {
-        Set(trainableNames.filter { $0.hasPrefix(layout.projectorPrefix) || $0.hasPrefix(layout.visionPrefix) })
+        Set(trainableNames.filter {
+            $0.hasPrefix(layout.projectorPrefix) || $0.hasPrefix(layout.visionPrefix) || $0 == layout.imageNewlineName
+        })
     }
 
     public func zeroGradients() {
@@ -90,12 +94,12 @@ public final class TrainingModel {
     }
 
     /// Forward and backward of one sample: inputIds(T) with `<image>` already expanded,
-    /// labels(T) (-100 where nothing is learned), pixelValues(3, side, side) of each of its images
-    /// in order (none for a text-only sample; several tiles fill one run of image tokens).
+    /// labels(T) (-100 where nothing is learned), and its images in order (none for a text-only
+    /// sample): each one tile (LLaVA-1.5) or LLaVA-NeXT's tiles and grid, one block of image tokens each.
     /// Gradients of the loss Σ CE · `lossScale` are ADDED to `gradients` (call `zeroGradients`
     /// once per batch; pass 1 / labelled tokens of the batch for transformers' mean).
     public func accumulate(
-        sample: String, inputIds: [Int], labels: [Int], pixelValues: [Tensor], reducer: VisualTokenReducer, lossScale: Float
+        sample: String, inputIds: [Int], labels: [Int], images: [ImageInput], reducer: VisualTokenReducer, lossScale: Float
     ) throws -> SampleOutcome {
         let languageModel = llava.languageModel
         let vocabulary = languageModel.vocabularySize
@@ -109,18 +113,25 @@ public final class TrainingModel {
             throw TrainingInputError.reductionNotTrainable("training supports --reduction none and pdrop (FastV is an inference baseline)")
         }
 
-        // Vision tower and projector.
-        var visionTapes: [VisionTape] = [], projectorTapes: [ProjectorTape] = []
+        // Vision tower and projector, tile by tile; LLaVA-NeXT then packs each image's tiles.
+        var visionTapes: [[VisionTape]] = [], projectorTapes: [[ProjectorTape]] = []  // [image][tile]
         var imageFeatures: [Tensor] = []
-        for image in pixelValues {
-            let (states, tape) = llava.visionTower.trainingForward(pixelValues: image, featureIndices: llava.resolvedVisionFeatureLayers)
-            let (projected, projection) = llava.projector.trainingForward(llava.visionFeatures(hiddenStates: states))
-            visionTapes.append(tape)
-            projectorTapes.append(projection)
-            imageFeatures.append(projected)
+        for image in images {
+            var tileFeatures: [Tensor] = []
+            var visions: [VisionTape] = [], projections: [ProjectorTape] = []
+            for tile in image.tiles {
+                let (states, tape) = llava.visionTower.trainingForward(pixelValues: tile, featureIndices: llava.resolvedVisionFeatureLayers)
+                let (projected, projection) = llava.projector.trainingForward(llava.visionFeatures(hiddenStates: states))
+                visions.append(tape)
+                projections.append(projection)
+                tileFeatures.append(projected)
+            }
+            visionTapes.append(visions)
+            projectorTapes.append(projections)
+            imageFeatures.append(image.grid.map { llava.nextImageFeatures(tileFeatures: tileFeatures, grid: $0) } ?? tileFeatures[0])
         }
         var hidden = try llava.embed(tokens: inputIds, imageFeatures: imageFeatures)  // (T, hidden)
-        let imageRows = llava.imageBlocks(in: inputIds)
+        let imageRows = llava.imageBlocks(in: inputIds, counts: imageFeatures.map { $0.size(0) })
 
         // Decoder, dropping image tokens after the schedule's layers.
         var positions = Array(inputIds.indices)
@@ -163,7 +174,7 @@ public final class TrainingModel {
             lossSum: lossSum, labelledTokens: lossRows.count, keptImageTokens: keptImageTokens, tokensPerLayer: tapes.map { $0.input.size(0) })
 
         let trainsLanguage = trainable.contains(.language)
-        let needsImageGradient = !pixelValues.isEmpty && !trainable.isDisjoint(with: [.projector, .vision])
+        let needsImageGradient = !images.isEmpty && !trainable.isDisjoint(with: [.projector, .vision])
         guard !lossRows.isEmpty, trainsLanguage || needsImageGradient else { return outcome }
 
         // Backward: lm_head, final norm, the layers (scattering through each drop), embeddings.
@@ -194,20 +205,57 @@ public final class TrainingModel {
         }
         if needsImageGradient {
             // `imageBlocks` gives one block per image, in order: image k's features fed block k.
-            let trainsVision = trainable.contains(.vision)
+            let trainsVision = trainable.contains(.vision), trainsProjector = trainable.contains(.projector)
             for (image, block) in imageRows.enumerated() {
-                let dProjected = dHidden.copyRows(block)  // (tokensPerImage, hidden)
-                let dFeatures = llava.projector.trainingBackward(
-                    tape: projectorTapes[image], doutput: dProjected,
-                    gradients: trainable.contains(.projector) ? gradientModel.projector : nil, needsInputGradient: trainsVision)
-                if trainsVision, let dFeatures {
-                    llava.visionTower.trainingBackward(
-                        tape: visionTapes[image], dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
+                let dBlock = dHidden.copyRows(block)  // (image tokens, hidden)
+                var dTiles = [dBlock]
+                if let grid = images[image].grid {
+                    dTiles = nextImageFeaturesBackward(
+                        dBlock, grid: grid, tileCount: images[image].tiles.count,
+                        dImageNewline: trainsProjector ? gradientModel.imageNewline : nil)
+                }
+                for (tile, dProjected) in dTiles.enumerated() {
+                    let dFeatures = llava.projector.trainingBackward(
+                        tape: projectorTapes[image][tile], doutput: dProjected,
+                        gradients: trainsProjector ? gradientModel.projector : nil, needsInputGradient: trainsVision)
+                    if trainsVision, let dFeatures {
+                        llava.visionTower.trainingBackward(
+                            tape: visionTapes[image][tile], dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
+                    }
                 }
             }
         }
         withExtendedLifetime((normed, logits, dLogits, dNormed, dLastHidden, lastHidden)) {}
         return outcome
+    }
+
+    /// The backward of `LlavaModel.nextImageFeatures`: dblock(N, hidden) back to each tile's
+    /// (patches, hidden) gradient (zero where unpadding cut the tile), the newline rows summed
+    /// into `dImageNewline`(hidden).
+    func nextImageFeaturesBackward(_ dBlock: Tensor, grid: AnyresFeatureGrid, tileCount: Int, dImageNewline: Tensor?) -> [Tensor] {
+        let width = dBlock.size(1), side = grid.patchesPerTileSide
+        let patches = side.height * side.width
+        let dTiles = (0..<tileCount).map { _ in Tensor(shape: [patches, width]) }  // each (patches, hidden)
+        dTiles[0].pointer.update(from: dBlock.pointer, count: patches * width)
+        var row = patches
+        func addRow(into destination: UnsafeMutablePointer<Float>) {
+            let source = dBlock.pointer + row * width
+            for i in 0..<width { destination[i] += source[i] }
+            row += 1
+        }
+        let newline = dImageNewline?.pointer
+        guard tileCount > 1 else {
+            if let newline { addRow(into: newline) }
+            return dTiles
+        }
+        for y in grid.keptRows {
+            for x in grid.keptColumns {
+                let tile = 1 + (y / side.height) * grid.tileColumns + x / side.width
+                addRow(into: dTiles[tile].pointer + ((y % side.height) * side.width + x % side.width) * width)
+            }
+            if let newline { addRow(into: newline) } else { row += 1 }
+        }
+        return dTiles
     }
 
     /// The backward of `visionFeatures(hiddenStates:)`: dfeatures(tokens, visionHidden · layers)

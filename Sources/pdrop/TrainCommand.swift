@@ -33,6 +33,9 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var reductionOptions: ReductionOptions
 
+    @Option(help: "LLaVA-NeXT: use only grid resolutions of at most this many tiles (besides the base image), e.g. 4 or 8.")
+    var maxTiles: Int?
+
     @Option(help: "Optimizer steps in the whole run (the cosine schedule ends here).")
     var steps: Int
 
@@ -74,6 +77,7 @@ struct TrainCommand: ParsableCommand {
         if steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if saveEvery < 0 { throw ValidationError("--save-every must be ≥ 0, got \(saveEvery)") }
+        if let maxTiles, maxTiles < 1 { throw ValidationError("--max-tiles must be at least 1, got \(maxTiles)") }
         if reductionOptions.reduction == .fastv {
             throw ValidationError("--reduction fastv is an inference baseline; train with none or pdrop")
         }
@@ -87,7 +91,7 @@ struct TrainCommand: ParsableCommand {
                 throw TrainingCheckpointError.wouldOverwriteInput(directory: output)
             }
             log("loading \(source.path) (fp32)")
-            let pipeline = try LlavaPipeline(directory: source, copiesToFloat32: true)
+            let pipeline = try LlavaPipeline(directory: source, copiesToFloat32: true, maxTiles: maxTiles)
             let trainable = try TrainableParts(parsing: train)
             let reducer = try reductionOptions.request().makeReducer(
                 decoder: DecoderShape(pipeline.languageModel.configuration), imageTokens: pipeline.llava.tokensPerImage)
@@ -95,7 +99,8 @@ struct TrainCommand: ParsableCommand {
                 dataFile: URL(fileURLWithPath: data), imagesDirectory: images.map { URL(fileURLWithPath: $0) },
                 tokenizer: pipeline.tokenizer, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
                 tokensPerImage: pipeline.llava.tokensPerImage,
-                contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: badRecords)
+                contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: badRecords,
+                imageTokenCount: pipeline.imageTokenCount)
             for record in dataset.badRecords { log("skipped \(record)") }
             log("\(dataset.samples.count) samples of \(dataset.recordCount) records; training \(trainable); \(describe(reducer))")
 
