@@ -91,3 +91,50 @@ import Vision
         }
     }
 }
+
+/// A LLaVA-NeXT checkpoint without its `image_newline`, or a config asking for what NeXT cannot do, is a named error.
+@Suite struct LlavaNextLoadingErrorTests {
+    @Test func missingImageNewlineIsNamed() throws {
+        let source = try Checkpoint(directory: Fixtures.url("tiny-llava-next"))
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(at: Fixtures.url("tiny-llava-next/config.json"), to: directory.appendingPathComponent("config.json"))
+        let items = try source.tensorNames.filter { $0 != "image_newline" }.map { SafeTensorsWriter.Item(name: $0, tensor: try source.floatTensor($0)) }
+        try SafeTensorsWriter.write(items, to: directory.appendingPathComponent("model.safetensors"))
+        do {
+            _ = try LoadedModel.load(directory: directory)
+            Issue.record("loading should fail")
+        } catch let error as WeightMismatchError {
+            #expect(error.missing == ["image_newline"])
+        }
+        // The same weights under a LLaVA-1.5 config: image_newline is then an unexpected tensor.
+        let config = try String(contentsOf: Fixtures.url("tiny-llava-next/config.json"), encoding: .utf8)
+            .replacingOccurrences(of: "\"llava_next\"", with: "\"llava\"").replacingOccurrences(of: "LlavaNextFor", with: "LlavaFor")
+        try config.write(to: directory.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        let all = try source.tensorNames.map { SafeTensorsWriter.Item(name: $0, tensor: try source.floatTensor($0)) }
+        try SafeTensorsWriter.write(all, to: directory.appendingPathComponent("model.safetensors"))
+        do {
+            _ = try LoadedModel.load(directory: directory)
+            Issue.record("loading should fail")
+        } catch let error as WeightMismatchError {
+            #expect(error.unexpected == ["image_newline"])
+        }
+    }
+
+    @Test func nextConfigNeedsTheDefaultStrategyAndValidPinpoints() throws {
+        let text = try String(contentsOf: Fixtures.url("tiny-llava-next/config.json"), encoding: .utf8)
+        let full = text.replacingOccurrences(of: "\"vision_feature_select_strategy\": \"default\"", with: "\"vision_feature_select_strategy\": \"full\"")
+        #expect(throws: ConfigurationError.self) { try ModelConfiguration.parse(Data(full.utf8), file: "config.json") }
+        let badPinpoints = text.replacingOccurrences(of: "\"image_grid_pinpoints\": [", with: "\"image_grid_pinpoints\": [[0, 56], ")
+        do {
+            _ = try ModelConfiguration.parse(Data(badPinpoints.utf8), file: "config.json")
+            Issue.record("a zero pinpoint should fail")
+        } catch let error as ConfigurationError {
+            #expect("\(error)".contains("image_grid_pinpoints"))
+        }
+        guard case let .llava(parsed) = try ModelConfiguration.parse(Data(text.utf8), file: "config.json") else {
+            Issue.record("not parsed as LLaVA"); return
+        }
+        #expect(parsed.isNext && parsed.imageGridPinpoints.count == 5)
+    }
+}
