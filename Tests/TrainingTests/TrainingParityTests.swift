@@ -59,7 +59,7 @@ import Training
             let referenceName = prefix + name
             guard reference.entries[referenceName] != nil else {
                 // The reference has no gradient for it (vision layers past the feature layer): ours must be zero.
-                #expect(gradient.buffer.allSatisfy { $0 == 0 }, "\(name) has a gradient the reference lacks")
+                #expect(gradient.toArray().allSatisfy { $0 == 0 }, "\(name) has a gradient the reference lacks")
                 continue
             }
             let expected = try reference.floatTensor(referenceName)
@@ -83,9 +83,9 @@ import Training
                 // which softmax ignores. Both sides hold rounding noise only (≈1e-9 against ≈0.1
                 // for the key weights), so the check is that both are noise next to the weights'.
                 let weightScale = try reference.floatTensor(prefix + name.replacingOccurrences(of: ".bias", with: ".weight"))
-                    .buffer.map(abs).max()!
-                #expect(gradient.buffer.map(abs).max()! < 1e-6 * weightScale, "\(name) is not ~0")
-                #expect(expected.buffer.map(abs).max()! < 1e-6 * weightScale, "reference \(name) is not ~0")
+                    .toArray().map(abs).max()!
+                #expect(gradient.toArray().map(abs).max()! < 1e-6 * weightScale, "\(name) is not ~0")
+                #expect(expected.toArray().map(abs).max()! < 1e-6 * weightScale, "reference \(name) is not ~0")
                 compared += 1
                 continue
             } else {
