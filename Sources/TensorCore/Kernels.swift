@@ -79,11 +79,21 @@ public func softmaxRowsForward(
             let valid = validColumns(row)
             var maximum = -Float.infinity
             for i in 0..<valid { maximum = max(maximum, x[i]) }
-            var sum: Float = 0
-            for i in 0..<valid {
-                let e = expf(x[i] - maximum)
-                x[i] = e
+            var sums = SIMD8<Float>()
+            var index = 0
+            let shift = SIMD8<Float>(repeating: maximum)
+            while index + 8 <= valid {
+                let e = exp8(UnsafeRawPointer(x + index).loadUnaligned(as: SIMD8<Float>.self) - shift)
+                UnsafeMutableRawPointer(x + index).storeBytes(of: e, as: SIMD8<Float>.self)
+                sums += e
+                index += 8
+            }
+            var sum = sums.sum()
+            while index < valid {
+                let e = expf(x[index] - maximum)
+                x[index] = e
                 sum += e
+                index += 1
             }
             let inverseSum = 1 / sum
             for i in 0..<valid { x[i] *= inverseSum }
@@ -117,4 +127,28 @@ public func geluForward(_ values: UnsafeMutablePointer<Float>, count: Int) {
             values[i] = 0.5 * x * (1 + erff(x * 0.70710678118654752))
         }
     }
+}
+
+/// e^x for eight lanes in SIMD registers, within about 1 ulp of `expf` (Cephes' expf: x = n·ln 2 + r
+/// with a two-part ln 2, a degree-7 polynomial for e^r, 2^n built in the exponent bits; rounding
+/// through the 1.5·2²³ trick, so no float→integer conversion, which Swift would scalarize).
+/// Inputs are clamped to [-87, 88] (e^-87 ≈ 1.6e-38 stands in for smaller results).
+@inline(__always)
+public func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let clamped = x.clamped(lowerBound: SIMD8(repeating: -87), upperBound: SIMD8(repeating: 88))
+    let magic = SIMD8<Float>(repeating: 12_582_912)  // 1.5 · 2²³
+    let shifted = clamped * 1.44269504088896341 + magic
+    let n = shifted - magic  // round(x · log2 e)
+    var r = clamped - n * 0.693359375
+    r = r - n * -2.12194440e-4
+    var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    p = p * r * r + r + 1
+    let bits = unsafeBitCast(shifted, to: SIMD8<UInt32>.self)
+    let scale = (bits &- 0x4B40_0000 &+ 127) &<< 23  // the float 2^n
+    return p * unsafeBitCast(scale, to: SIMD8<Float>.self)
 }

@@ -12,16 +12,23 @@ import Training
 /// what PyTorch + transformers compute (tools/reference/make_training_fixtures.py): loss, every
 /// parameter's gradient, with and without PyramidDrop.
 @Suite(.serialized) struct TrainingParityTests {
-    static let reference = Result { try SafeTensorsFile(path: Fixtures.url("training/reference-train.safetensors").path) }
+    /// LLaVA-1.5 (tiny-llava) and LLaVA-NeXT (tiny-llava-next: anyres tiles, image_newline) on the same data.
+    static let models = ["tiny-llava", "tiny-llava-next"]
+    static let cases = models.flatMap { model in ["none", "pdrop"].map { (model: model, method: $0) } }
+
+    static func reference(_ model: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: Fixtures.url(model == "tiny-llava" ? "training/reference-train.safetensors" : "training/reference-train-next.safetensors").path)
+    }
 
     /// A fresh fp32 pipeline (training mutates its tensors) and the fixture's samples.
-    static func load() throws -> (pipeline: LlavaPipeline, samples: [TrainingSample]) {
-        let pipeline = try LlavaPipeline(directory: Fixtures.url("tiny-llava"), copiesToFloat32: true)
+    static func load(_ model: String = "tiny-llava") throws -> (pipeline: LlavaPipeline, samples: [TrainingSample]) {
+        let pipeline = try LlavaPipeline(directory: Fixtures.url(model), copiesToFloat32: true)
         let dataset = try TrainingDataset.load(
             dataFile: Fixtures.url("training/data.json"), imagesDirectory: Fixtures.url("training/images"),
             tokenizer: pipeline.tokenizer, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
             tokensPerImage: pipeline.llava.tokensPerImage,
-            contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: .refuse)
+            contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: .refuse,
+            imageTokenCount: pipeline.imageTokenCount)
         return (pipeline, dataset.samples)
     }
 
@@ -40,10 +47,14 @@ import Training
         return Double(worst) / Double(max(scale, 1e-30))
     }
 
-    @Test(arguments: ["none", "pdrop"])
-    func oneStepLossAndEveryGradient(method: String) throws {
-        let reference = try Self.reference.get()
-        let (pipeline, samples) = try Self.load()
+    @Test(arguments: cases)
+    func oneStepLossAndEveryGradient(model: String, method: String) throws {
+        let reference = try Self.reference(model)
+        let (pipeline, samples) = try Self.load(model)
+        for record in 0..<samples.count {
+            #expect(samples[record].inputIds == (try reference.integers("data.\(record).input_ids")), "\(model) record \(record): ids")
+            #expect(samples[record].labels == (try reference.integers("data.\(record).labels")), "\(model) record \(record): labels")
+        }
         let trainer = try Trainer(
             pipeline: pipeline, samples: samples, trainable: .all,
             reducer: try Self.reducer(method, layers: pipeline.languageModel.layers.count),
@@ -98,7 +109,7 @@ import Training
         }
         let referenceGradients = reference.tensorNames.filter { $0.hasPrefix(prefix) }.count
         #expect(compared == referenceGradients, "compared \(compared) of the reference's \(referenceGradients) gradients")
-        print("training parity \(method): loss \(loss) (reference \(expectedLoss)), \(compared) gradients, worst \(worst.name) \(worst.difference)")
+        print("training parity \(model) \(method): loss \(loss) (reference \(expectedLoss)), \(compared) gradients, worst \(worst.name) \(worst.difference)")
 
         if method == "pdrop" {
             for sample in 0..<2 {
@@ -111,10 +122,10 @@ import Training
         }
     }
 
-    @Test(arguments: ["none", "pdrop"])
-    func tenAdamWStepsFollowTheReference(method: String) throws {
-        let reference = try Self.reference.get()
-        let (pipeline, samples) = try Self.load()
+    @Test(arguments: cases)
+    func tenAdamWStepsFollowTheReference(model: String, method: String) throws {
+        let reference = try Self.reference(model)
+        let (pipeline, samples) = try Self.load(model)
         let settings = OptimizerSettings {
             $0.learningRate = 2e-3
             $0.warmupSteps = 3
@@ -140,10 +151,10 @@ import Training
             let name = String(referenceName.dropFirst(finalPrefix.count))
             let expected = try reference.floatTensor(referenceName)
             let difference = Self.relativeDifference(trainer.model.parameters[name]!.pointer, expected)
-            print("adamw \(method): \(name) after 10 steps, relative difference \(difference)")
+            print("adamw \(model) \(method): \(name) after 10 steps, relative difference \(difference)")
             #expect(difference < 1e-4, "\(name) after 10 steps: \(difference)")
         }
-        print("adamw \(method): losses \(losses.map { String(format: "%.6f", $0) }) reference \(expectedLosses.toArray())")
+        print("adamw \(model) \(method): losses \(losses.map { String(format: "%.6f", $0) }) reference \(expectedLosses.toArray())")
         #expect(losses.last! < losses.first!, "ten steps lower the loss")
     }
 }

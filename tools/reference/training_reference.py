@@ -16,7 +16,14 @@ Everything runs in fp32 (or fp64 for finite-difference checks) on transformers' 
   * optimizer (§5): torch.optim.AdamW with two parameter groups, clip_grad_norm_, and
     get_cosine_schedule_with_warmup.
 
-Names: "sample" = one record of a batch; N = 576, the original image tokens of a sample;
+LLaVA-NeXT (LlavaNextForConditionalGeneration, make_next_training_fixtures.py) uses the same
+functions: `build_sample` takes the image-token count per image (a callable), the image processor
+may be a LlavaNextImageProcessor (then a sample's image inputs are {"pixel_values" (patches, 3, crop,
+crop), "image_sizes" (2,)} and a batch's are padded to the most patches, as the processor batches
+them), and `checkpoint_name` knows `image_newline`.
+
+Names: "sample" = one record of a batch; N = 576, the original image tokens of a sample (for
+LLaVA-NeXT: the whole anyres block of its image, newline tokens included);
 "kept index" = index of an image token in its ORIGINAL block, 0..N-1.
 """
 import json
@@ -26,7 +33,9 @@ import sys
 
 import torch
 from PIL import Image
-from transformers import CLIPImageProcessor, get_cosine_schedule_with_warmup
+from transformers import (CLIPImageProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration,
+                          get_cosine_schedule_with_warmup)
+from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -45,8 +54,13 @@ TAGS = {"human": "USER", "gpt": "ASSISTANT"}
 # --------------------------------------------------------------------------------------------
 
 def load_model(directory, dtype=torch.float32):
-    """The checkpoint in fp32 (BF16 -> fp32 is exact), eager attention, as the inference reference."""
-    model = pref.load_model(directory)
+    """The checkpoint in fp32 (BF16 -> fp32 is exact), eager attention, as the inference reference.
+    LlavaForConditionalGeneration, or LlavaNextForConditionalGeneration when config.json's
+    model_type is "llava_next"."""
+    with open(os.path.join(directory, "config.json")) as f:
+        model_type = json.load(f).get("model_type")
+    model_class = LlavaNextForConditionalGeneration if model_type == "llava_next" else LlavaForConditionalGeneration
+    model = pref.load_model(directory, model_class)
     if dtype != torch.float32:
         model = model.to(dtype)
     return model
@@ -54,9 +68,14 @@ def load_model(directory, dtype=torch.float32):
 
 def image_processor_from(directory):
     """CLIPImageProcessor from the checkpoint's preprocessor_config.json, as make_llava_fixtures.py
-    builds it (the two class-name keys dropped)."""
+    builds it (the two class-name keys dropped). When image_processor_type is
+    LlavaNextImageProcessor: LlavaNextImageProcessorPil (the PIL backend), as
+    make_llava_next_fixtures.py builds it (also "aspect_ratio_setting" dropped, not an argument)."""
     with open(os.path.join(directory, "preprocessor_config.json")) as f:
         config = json.load(f)
+    if config.get("image_processor_type") == "LlavaNextImageProcessor":
+        return LlavaNextImageProcessorPil(**{k: v for k, v in config.items() if k not in (
+            "image_processor_type", "processor_class", "aspect_ratio_setting")})
     return CLIPImageProcessor(**{k: v for k, v in config.items()
                                  if k not in ("image_processor_type", "processor_class")})
 
@@ -66,7 +85,8 @@ def checkpoint_name(module_name):
     for prefix, replacement in (("model.language_model.", "language_model.model."),
                                 ("lm_head.", "language_model.lm_head."),
                                 ("model.vision_tower.", "vision_tower.vision_model."),
-                                ("model.multi_modal_projector.", "multi_modal_projector.")):
+                                ("model.multi_modal_projector.", "multi_modal_projector."),
+                                ("model.image_newline", "image_newline")):          # LLaVA-NeXT
         if module_name.startswith(prefix):
             return replacement + module_name[len(prefix):]
     raise ValueError(f"no checkpoint name for parameter {module_name}")
@@ -141,7 +161,9 @@ def build_sample(record, images_dir, tokenizer, index=0, image_token_id=32000, n
     """One record -> dict(input_ids (T,) int64 with <image> expanded, labels (T,) int64, image path
     or None, id). Raises BadRecord (with index and id) for every bad record kind of §1.
 
-    tokenizer: a `tokenizers.Tokenizer` of the checkpoint's tokenizer.json (encode adds BOS)."""
+    tokenizer: a `tokenizers.Tokenizer` of the checkpoint's tokenizer.json (encode adds BOS).
+    num_image_tokens: an int (576 for LLaVA-1.5), or a callable image path -> int (LLaVA-NeXT: the
+    count of the image's own anyres block), called once the image is known to decode."""
     rid = record_id_text(record)
     reason = check_conversations(record)
     if reason:
@@ -168,6 +190,9 @@ def build_sample(record, images_dir, tokenizer, index=0, image_token_id=32000, n
                                         f"turn, found {image_count}{' (in a gpt turn)' if image_in_gpt else ''}")
     elif image_count != 0:
         raise BadRecord(index, rid, f"{image_count} {IMAGE_TOKEN} in a record without an image")
+
+    if image_path is not None and callable(num_image_tokens):
+        num_image_tokens = num_image_tokens(image_path)
 
     text, spans = render(conversations)
     ids = tokenizer.encode(text).ids
@@ -197,10 +222,35 @@ def build_sample(record, images_dir, tokenizer, index=0, image_token_id=32000, n
             "labels": torch.tensor(expanded_labels, dtype=torch.int64)}
 
 
+def is_anyres(image_processor):
+    """A LlavaNextImageProcessor (anyres tiles), not LLaVA-1.5's CLIPImageProcessor."""
+    return getattr(image_processor, "image_grid_pinpoints", None) is not None
+
+
 def pixel_values_of(path, image_processor):
-    """(3, 336, 336) fp32: the image file through the checkpoint's CLIPImageProcessor."""
+    """(3, 336, 336) fp32: the image file through the checkpoint's CLIPImageProcessor.
+    With a LlavaNextImageProcessor: {"pixel_values": (1 + rows*cols, 3, crop, crop) fp32,
+    "image_sizes": (2,) int64 [height, width]}, as the processor gives them for this image alone."""
     image = Image.open(path).convert("RGB")
-    return image_processor(images=image, return_tensors="pt")["pixel_values"][0].to(torch.float32)
+    out = image_processor(images=image, return_tensors="pt")
+    if is_anyres(image_processor):
+        return {"pixel_values": out["pixel_values"][0].to(torch.float32),
+                "image_sizes": out["image_sizes"][0].to(torch.int64)}
+    return out["pixel_values"][0].to(torch.float32)
+
+
+def stack_image_inputs(inputs):
+    """The batch's image inputs: LLaVA-1.5 tensors stacked (n_images, 3, H, W); LLaVA-NeXT dicts as
+    the processor batches several images: pixel_values zero-padded on the patch axis to the most
+    patches (n_images, P, 3, crop, crop), image_sizes (n_images, 2); None when there is no image."""
+    if not inputs:
+        return None
+    if not isinstance(inputs[0], dict):
+        return torch.stack(inputs)
+    most = max(x["pixel_values"].shape[0] for x in inputs)
+    padded = [torch.nn.functional.pad(x["pixel_values"], (0, 0, 0, 0, 0, 0, 0, most - x["pixel_values"].shape[0]))
+              for x in inputs]
+    return {"pixel_values": torch.stack(padded), "image_sizes": torch.stack([x["image_sizes"] for x in inputs])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +259,8 @@ def pixel_values_of(path, image_processor):
 
 def collate(samples, pad_token_id, image_processor, pixel_cache=None):
     """Right padding: input_ids (B, T) padded with pad_token_id, labels -100, attention_mask 0;
-    pixel_values (n_images, 3, H, W) of the samples with an image, in batch order (or None)."""
+    pixel_values (n_images, 3, H, W) of the samples with an image, in batch order (or None); for
+    LLaVA-NeXT a dict of image inputs (stack_image_inputs)."""
     T = max(s["input_ids"].shape[0] for s in samples)
     B = len(samples)
     input_ids = torch.full((B, T), pad_token_id, dtype=torch.int64)
@@ -228,7 +279,7 @@ def collate(samples, pad_token_id, image_processor, pixel_cache=None):
                     pixel_cache[s["image"]] = pv
                 pixels.append(pv)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-            "pixel_values": torch.stack(pixels) if pixels else None,
+            "pixel_values": stack_image_inputs(pixels),
             "lengths": [int(s["input_ids"].shape[0]) for s in samples]}
 
 
@@ -264,8 +315,8 @@ def merged_embeddings(model, input_ids, pixel_values):
 
 
 def forward_model(model, batch):
-    """The model's own forward with labels on the right-padded batch."""
-    out = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
+    """The model's own forward with labels on the right-padded batch (LLaVA-NeXT: with image_sizes)."""
+    out = model(input_ids=batch["input_ids"], **pref.image_kwargs(batch["pixel_values"]),
                 attention_mask=batch["attention_mask"], labels=batch["labels"], use_cache=False)
     return out.loss, out.logits
 
