@@ -41,11 +41,18 @@ def main():
     model = tr.load_model(args.directory)
     tokenizer = tokenizers.Tokenizer.from_file(os.path.join(args.directory, "tokenizer.json"))
     image_processor = tr.image_processor_from(args.directory)
-    n = tr.tokens_per_image(model)
+    image_inputs = tr.pixel_values_of(args.image, image_processor)
+    if tr.is_anyres(image_processor):
+        # LLaVA-NeXT: the block's length is LlavaNextProcessor's count for this image.
+        from make_next_training_fixtures import make_processor, token_counter
+        n = token_counter(make_processor(args.directory, model.config))(args.image)
+        model_inputs = tr.stack_image_inputs([image_inputs])
+    else:
+        n = tr.tokens_per_image(model)
+        model_inputs = {"pixel_values": image_inputs[None]}
     input_ids = torch.tensor([tokenizer.encode(args.prompt.replace(tr.IMAGE_TOKEN, tr.IMAGE_TOKEN * n)).ids])
-    pixel_values = tr.pixel_values_of(args.image, image_processor)[None]
     with torch.no_grad():
-        logits = model(input_ids=input_ids, pixel_values=pixel_values, use_cache=False).logits[0, -1]
+        logits = model(input_ids=input_ids, use_cache=False, **model_inputs).logits[0, -1]
     print(f"{args.directory}: {input_ids.shape[1]} prompt tokens ({n} image tokens), "
           f"last-position argmax {int(logits.argmax())} (logit {logits.max().item():.6f})")
 
