@@ -13,6 +13,24 @@ public struct CLIPEncoderLayer {
     public let fc2: Linear  // (hidden, intermediate)
 }
 
+/// What a CLIP encoder layer's forward computed on the way (llm.c style: what its backward needs).
+public struct CLIPLayerActivations {
+    public let input: Tensor  // (tokens, hidden)
+    public let normed1: Tensor  // (tokens, hidden)
+    public let queries: Tensor, keys: Tensor, values: Tensor  // (tokens, hidden)
+    public let attended: Tensor  // (tokens, hidden)
+    public let afterAttention: Tensor  // (tokens, hidden)
+    public let normed2: Tensor  // (tokens, hidden)
+    public let preActivation: Tensor  // (tokens, intermediate): fc1 output
+    public let activated: Tensor  // (tokens, intermediate)
+}
+
+/// What the embedding step computed on the way.
+public struct CLIPEmbeddingActivations {
+    public let patches: Tensor  // (patches, channels·patch·patch)
+    public let embeddings: Tensor  // (patches + 1, hidden): class token + patch embeddings + positions, before pre_layrnorm
+}
+
 /// CLIP's ViT as transformers' `CLIPVisionTransformer`: patch embedding (a convolution with
 /// stride = kernel, done as one matrix product), class token, position embeddings,
 /// `pre_layrnorm`, pre-LN encoder layers with non-causal attention and quick_gelu.
@@ -84,49 +102,64 @@ public final class CLIPVisionTower {
 
     /// Hidden states (patches + 1, hidden) after `pre_layrnorm`: transformers' hidden_states[0].
     public func embed(pixelValues: Tensor) -> Tensor {
+        embedKeepingActivations(pixelValues: pixelValues).states
+    }
+
+    /// `embed`, also returning what its backward needs: the unfolded patches and the embeddings
+    /// before `pre_layrnorm`.
+    public func embedKeepingActivations(pixelValues: Tensor) -> (states: Tensor, activations: CLIPEmbeddingActivations) {
         let c = configuration
         let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
         let patches = unfoldPatches(pixelValues: pixelValues)  // (patches, channels·patch·patch)
-        let states = Tensor(shape: [patchCount + 1, hidden])  // (patches + 1, hidden); row 0 is the class token
-        states.pointer.update(from: classEmbedding.pointer, count: hidden)
-        BLAS.matmulTransposedB(states.pointer + hidden, patches.pointer, patchEmbedding.pointer, m: patchCount, n: hidden, k: patchWidth)
-        addInPlace(states.pointer, positionEmbedding.pointer, count: states.count)
-        layerNormForward(states.pointer, states.pointer, preLayerNormWeight.pointer, preLayerNormBias.pointer,
+        let embeddings = Tensor(shape: [patchCount + 1, hidden])  // (patches + 1, hidden); row 0 is the class token
+        embeddings.pointer.update(from: classEmbedding.pointer, count: hidden)
+        BLAS.matmulTransposedB(embeddings.pointer + hidden, patches.pointer, patchEmbedding.pointer, m: patchCount, n: hidden, k: patchWidth)
+        addInPlace(embeddings.pointer, positionEmbedding.pointer, count: embeddings.count)
+        let states = Tensor(shape: embeddings.shape)  // (patches + 1, hidden)
+        layerNormForward(states.pointer, embeddings.pointer, preLayerNormWeight.pointer, preLayerNormBias.pointer,
                          rows: patchCount + 1, dim: hidden, epsilon: c.layerNormEps)
-        withExtendedLifetime(patches) {}
-        return states
+        return (states, CLIPEmbeddingActivations(patches: patches, embeddings: embeddings))
     }
 
     /// Runs encoder layer `index` in place on states(tokens, hidden).
     public func runLayer(_ index: Int, states: Tensor) {
+        let output = forwardKeepingActivations(layer: index, input: states).output  // (tokens, hidden)
+        states.pointer.update(from: output.pointer, count: states.count)
+    }
+
+    /// Encoder layer `index` on input(tokens, hidden): the output (tokens, hidden) and what the
+    /// backward needs.
+    public func forwardKeepingActivations(layer index: Int, input: Tensor) -> (output: Tensor, activations: CLIPLayerActivations) {
         let layer = layers[index]
         let c = configuration
-        let tokens = states.size(0), hidden = c.hiddenSize, heads = c.numAttentionHeads
-        let normed = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
-        layerNormForward(normed.pointer, states.pointer, layer.layerNorm1Weight.pointer, layer.layerNorm1Bias.pointer,
+        let tokens = input.size(0), hidden = c.hiddenSize, heads = c.numAttentionHeads
+        let normed1 = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
+        layerNormForward(normed1.pointer, input.pointer, layer.layerNorm1Weight.pointer, layer.layerNorm1Bias.pointer,
                          rows: tokens, dim: hidden, epsilon: c.layerNormEps)
-        let queries = layer.queryProjection(normed)  // (tokens, hidden)
-        let keys = layer.keyProjection(normed)  // (tokens, hidden)
-        let values = layer.valueProjection(normed)  // (tokens, hidden)
+        let queries = layer.queryProjection(normed1), keys = layer.keyProjection(normed1), values = layer.valueProjection(normed1)  // (tokens, hidden)
         let attended = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
         multiHeadAttention(
             attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
             queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: heads, headDim: hidden / heads
         ) { _ in tokens }
-        let attentionOutput = layer.outputProjection(attended)  // (tokens, hidden)
-        addInPlace(states.pointer, attentionOutput.pointer, count: states.count)
-
-        layerNormForward(normed.pointer, states.pointer, layer.layerNorm2Weight.pointer, layer.layerNorm2Bias.pointer,
+        let afterAttention = layer.outputProjection(attended)  // (tokens, hidden)
+        addInPlace(afterAttention.pointer, input.pointer, count: afterAttention.count)
+        let normed2 = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
+        layerNormForward(normed2.pointer, afterAttention.pointer, layer.layerNorm2Weight.pointer, layer.layerNorm2Bias.pointer,
                          rows: tokens, dim: hidden, epsilon: c.layerNormEps)
-        let intermediate = layer.fc1(normed)  // (tokens, intermediate)
+        let preActivation = layer.fc1(normed2)  // (tokens, intermediate)
+        let activated = preActivation.copy()  // (tokens, intermediate)
         if c.hiddenAct == "gelu" {
-            geluForward(intermediate.pointer, count: intermediate.count)
+            geluForward(activated.pointer, count: activated.count)
         } else {
-            quickGeluForward(intermediate.pointer, count: intermediate.count)
+            quickGeluForward(activated.pointer, count: activated.count)
         }
-        let mlpOutput = layer.fc2(intermediate)  // (tokens, hidden)
-        addInPlace(states.pointer, mlpOutput.pointer, count: states.count)
-        withExtendedLifetime((normed, queries, keys, values, attended, attentionOutput, intermediate, mlpOutput)) {}
+        let output = layer.fc2(activated)  // (tokens, hidden)
+        addInPlace(output.pointer, afterAttention.pointer, count: output.count)
+        let activations = CLIPLayerActivations(
+            input: input, normed1: normed1, queries: queries, keys: keys, values: values, attended: attended,
+            afterAttention: afterAttention, normed2: normed2, preActivation: preActivation, activated: activated)
+        return (output, activations)
     }
 
     /// The hidden states transformers returns as hidden_states[i] for each i in `indices`

@@ -4,24 +4,10 @@ import TensorCore
 
 // MARK: - Vision: CLIP encoder layers and the embeddings, forward keeping what backward needs
 
-/// What a CLIP encoder layer's forward keeps for its backward.
-struct VisionLayerTape {
-    let input: Tensor  // (tokens, hidden)
-    let normed1: Tensor  // (tokens, hidden)
-    let queries: Tensor, keys: Tensor, values: Tensor  // (tokens, hidden)
-    let attended: Tensor  // (tokens, hidden)
-    let afterAttention: Tensor  // (tokens, hidden)
-    let normed2: Tensor  // (tokens, hidden)
-    let preActivation: Tensor  // (tokens, intermediate): fc1 output
-    let activated: Tensor  // (tokens, intermediate)
-}
-
-/// What the vision tower's forward keeps: the unfolded patches, the embeddings before
-/// `pre_layrnorm`, and each layer run.
+/// What the vision tower's forward keeps: the embedding step's and each layer's activations.
 struct VisionTape {
-    let patches: Tensor  // (patches, channels·patch·patch)
-    let embeddings: Tensor  // (patches + 1, hidden): class token + patch embeddings + positions, before pre_layrnorm
-    var layers: [VisionLayerTape]
+    let embedding: CLIPEmbeddingActivations
+    var layers: [CLIPLayerActivations]
     /// hidden_states[i] for the selected feature layers, resolved to 0...layerCount.
     let featureIndices: [Int]
 }
@@ -29,59 +15,17 @@ struct VisionTape {
 extension CLIPVisionTower {
     /// hidden_states of transformers (only up to the deepest of `featureIndices`, resolved), with the tape.
     func trainingForward(pixelValues: Tensor, featureIndices: [Int]) -> (states: [Tensor], tape: VisionTape) {
-        let c = configuration
-        let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize
-        let patches = unfoldPatches(pixelValues: pixelValues)  // (patches, channels·patch·patch)
-        let embeddings = Tensor(shape: [patchCount + 1, hidden])  // (patches + 1, hidden)
-        embeddings.pointer.update(from: classEmbedding.pointer, count: hidden)
-        BLAS.matmulTransposedB(embeddings.pointer + hidden, patches.pointer, patchEmbedding.pointer, m: patchCount, n: hidden, k: patchWidth)
-        addInPlace(embeddings.pointer, positionEmbedding.pointer, count: embeddings.count)
-        var states = Tensor(shape: embeddings.shape)  // (patches + 1, hidden)
-        layerNormForward(states.pointer, embeddings.pointer, preLayerNormWeight.pointer, preLayerNormBias.pointer,
-                         rows: patchCount + 1, dim: hidden, epsilon: c.layerNormEps)
+        var (states, embedding) = embedKeepingActivations(pixelValues: pixelValues)
         var captured: [Int: Tensor] = [0: states]
-        var tapes: [VisionLayerTape] = []
+        var layerActivations: [CLIPLayerActivations] = []
         for index in 0..<(featureIndices.max() ?? 0) {
-            let (output, tape) = trainingForward(layer: index, input: states)
-            tapes.append(tape)
+            let (output, activations) = forwardKeepingActivations(layer: index, input: states)
+            layerActivations.append(activations)
             states = output
             captured[index + 1] = states
         }
-        let tape = VisionTape(patches: patches, embeddings: embeddings, layers: tapes, featureIndices: featureIndices)
+        let tape = VisionTape(embedding: embedding, layers: layerActivations, featureIndices: featureIndices)
         return (featureIndices.map { captured[$0]! }, tape)
-    }
-
-    func trainingForward(layer index: Int, input: Tensor) -> (output: Tensor, tape: VisionLayerTape) {
-        let layer = layers[index]
-        let c = configuration
-        let tokens = input.size(0), hidden = c.hiddenSize, heads = c.numAttentionHeads
-        let normed1 = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
-        layerNormForward(normed1.pointer, input.pointer, layer.layerNorm1Weight.pointer, layer.layerNorm1Bias.pointer,
-                         rows: tokens, dim: hidden, epsilon: c.layerNormEps)
-        let queries = layer.queryProjection(normed1), keys = layer.keyProjection(normed1), values = layer.valueProjection(normed1)  // (tokens, hidden)
-        let attended = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
-        multiHeadAttention(
-            attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
-            queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: heads, headDim: hidden / heads
-        ) { _ in tokens }
-        let afterAttention = layer.outputProjection(attended)  // (tokens, hidden)
-        addInPlace(afterAttention.pointer, input.pointer, count: afterAttention.count)
-        let normed2 = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
-        layerNormForward(normed2.pointer, afterAttention.pointer, layer.layerNorm2Weight.pointer, layer.layerNorm2Bias.pointer,
-                         rows: tokens, dim: hidden, epsilon: c.layerNormEps)
-        let preActivation = layer.fc1(normed2)  // (tokens, intermediate)
-        let activated = preActivation.copy()  // (tokens, intermediate)
-        if c.hiddenAct == "gelu" {
-            geluForward(activated.pointer, count: activated.count)
-        } else {
-            quickGeluForward(activated.pointer, count: activated.count)
-        }
-        let output = layer.fc2(activated)  // (tokens, hidden)
-        addInPlace(output.pointer, afterAttention.pointer, count: output.count)
-        let tape = VisionLayerTape(
-            input: input, normed1: normed1, queries: queries, keys: keys, values: values, attended: attended,
-            afterAttention: afterAttention, normed2: normed2, preActivation: preActivation, activated: activated)
-        return (output, tape)
     }
 
     /// Backward from the gradients of the selected hidden states (one per feature index, each
@@ -104,19 +48,19 @@ extension CLIPVisionTower {
         let dEmbeddings = Tensor(shape: [tokens, hidden])  // (patches + 1, hidden)
         layerNormBackward(
             dinput: dEmbeddings.pointer, dweight: gradients.preLayerNormWeight.pointer, dbias: gradients.preLayerNormBias.pointer,
-            doutput: dState.pointer, input: tape.embeddings.pointer, weight: preLayerNormWeight.pointer,
+            doutput: dState.pointer, input: tape.embedding.embeddings.pointer, weight: preLayerNormWeight.pointer,
             rows: tokens, dim: hidden, epsilon: c.layerNormEps)
         addInPlace(gradients.positionEmbedding.pointer, dEmbeddings.pointer, count: dEmbeddings.count)
         addInPlace(gradients.classEmbedding.pointer, dEmbeddings.pointer, count: hidden)
         // The patch convolution (no bias): dW(hidden, channels·patch·patch) += dEmbeddings[1...]ᵀ · patches.
         BLAS.gemm(
             transposeA: true, transposeB: false, m: hidden, n: patchWidth, k: patchCount, alpha: 1,
-            a: dEmbeddings.pointer + hidden, lda: hidden, b: tape.patches.pointer, ldb: patchWidth,
+            a: dEmbeddings.pointer + hidden, lda: hidden, b: tape.embedding.patches.pointer, ldb: patchWidth,
             beta: 1, c: gradients.patchEmbedding.pointer, ldc: patchWidth)
         withExtendedLifetime((dEmbeddings, dState)) {}
     }
 
-    func trainingBackward(layer index: Int, tape: VisionLayerTape, doutput: Tensor, gradients: CLIPEncoderLayer) -> Tensor {
+    func trainingBackward(layer index: Int, tape: CLIPLayerActivations, doutput: Tensor, gradients: CLIPEncoderLayer) -> Tensor {
         let layer = layers[index]
         let c = configuration
         let tokens = doutput.size(0), hidden = c.hiddenSize, heads = c.numAttentionHeads
