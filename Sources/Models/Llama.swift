@@ -39,6 +39,22 @@ public struct LlamaDecoderLayer {
     public let downProjection: Linear  // (hidden, intermediate)
 }
 
+/// What a decoder layer's forward computed on the way (llm.c style: what its backward needs).
+public struct DecoderLayerActivations {
+    public let input: Tensor  // (tokens, hidden): the residual stream entering the layer
+    public let inputNormed: Tensor  // (tokens, hidden)
+    public let queries: Tensor  // (tokens, heads·headDim), after RoPE
+    public let keys: Tensor  // (tokens, kvHeads·headDim), after RoPE
+    public let values: Tensor  // (tokens, kvHeads·headDim)
+    public let attended: Tensor  // (tokens, heads·headDim): attention output before o_proj
+    public let afterAttention: Tensor  // (tokens, hidden): input + o_proj(attended)
+    public let postNormed: Tensor  // (tokens, hidden)
+    public let gate: Tensor  // (tokens, intermediate): gate_proj output, before SiLU
+    public let up: Tensor  // (tokens, intermediate)
+    public let activated: Tensor  // (tokens, intermediate): silu(gate)·up
+    public let positions: [Int]  // (tokens,) rotary positions
+}
+
 /// Errors of running the decoder on bad input (token ids, lengths).
 public enum DecoderInputError: Error, Equatable, CustomStringConvertible {
     case tokenOutOfRange(position: Int, token: Int, vocabularySize: Int)
@@ -123,37 +139,57 @@ public final class LlamaModel {
     /// and values to `cache` (which already holds the earlier tokens this layer has seen).
     /// `positions(tokens)` are the rotary positions; the causal mask follows cache order.
     public func runLayer(_ index: Int, hidden: Tensor, positions: [Int], cache: LayerKVCache) {
+        let output = forwardKeepingActivations(layer: index, input: hidden, positions: positions, cache: cache).output
+        hidden.pointer.update(from: output.pointer, count: hidden.count)
+    }
+
+    /// Decoder layer `index` on input(tokens, hidden): the output (tokens, hidden) and what the
+    /// backward needs. With a `cache` the tokens' keys and values are appended to it and the
+    /// tokens attend to everything it holds (prefill, decode); without one they attend causally
+    /// to each other only (a training sample).
+    public func forwardKeepingActivations(
+        layer index: Int, input: Tensor, positions: [Int], cache: LayerKVCache? = nil
+    ) -> (output: Tensor, activations: DecoderLayerActivations) {
         let layer = layers[index]
         let c = configuration
-        let tokens = hidden.size(0), width = hiddenSize
+        let tokens = input.size(0), width = hiddenSize
         let headDim = c.headDim, heads = c.numAttentionHeads, keyValueHeads = c.numKeyValueHeads
-        let queryWidth = heads * headDim
 
-        let normed = Tensor(shape: [tokens, width])  // (tokens, hidden)
-        rmsNormForward(normed.pointer, hidden.pointer, layer.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
-        let queries = layer.queryProjection(normed)  // (tokens, heads·headDim)
-        let keys = layer.keyProjection(normed)  // (tokens, kvHeads·headDim)
-        let values = layer.valueProjection(normed)  // (tokens, kvHeads·headDim)
+        let inputNormed = Tensor(shape: [tokens, width])  // (tokens, hidden)
+        rmsNormForward(inputNormed.pointer, input.pointer, layer.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
+        let queries = layer.queryProjection(inputNormed)  // (tokens, heads·headDim)
+        let keys = layer.keyProjection(inputNormed)  // (tokens, kvHeads·headDim)
+        let values = layer.valueProjection(inputNormed)  // (tokens, kvHeads·headDim)
         rotary.apply(queries.pointer, tokens: tokens, heads: heads, positions: positions)
         rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positions: positions)
+        let attended = Tensor(shape: [tokens, heads * headDim])  // (tokens, heads·headDim)
+        if let cache {
+            let pastLength = cache.length
+            cache.append(keys: keys.pointer, values: values.pointer, count: tokens)
+            causalAttention(
+                attended.pointer, queries: queries.pointer, cache: cache, pastLength: pastLength, tokens: tokens,
+                heads: heads, keyValueHeads: keyValueHeads, headDim: headDim)
+        } else {
+            multiHeadAttention(
+                attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
+                queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
+            ) { $0 + 1 }
+        }
+        let afterAttention = layer.outputProjection(attended)  // (tokens, hidden)
+        addInPlace(afterAttention.pointer, input.pointer, count: afterAttention.count)
 
-        let pastLength = cache.length
-        cache.append(keys: keys.pointer, values: values.pointer, count: tokens)
-        let attended = Tensor(shape: [tokens, queryWidth])  // (tokens, heads·headDim)
-        causalAttention(
-            attended.pointer, queries: queries.pointer, cache: cache, pastLength: pastLength, tokens: tokens,
-            heads: heads, keyValueHeads: keyValueHeads, headDim: headDim)
-        let attentionOutput = layer.outputProjection(attended)  // (tokens, hidden)
-        addInPlace(hidden.pointer, attentionOutput.pointer, count: hidden.count)
-
-        rmsNormForward(normed.pointer, hidden.pointer, layer.postAttentionNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
-        let gate = layer.gateProjection(normed)  // (tokens, intermediate)
-        let up = layer.upProjection(normed)  // (tokens, intermediate)
-        swigluForward(gate.pointer, up.pointer, count: gate.count)
-        let mlpOutput = layer.downProjection(gate)  // (tokens, hidden)
-        addInPlace(hidden.pointer, mlpOutput.pointer, count: hidden.count)
-        // Kernels read raw pointers: the buffers must outlive the last kernel, not just their last `.pointer`.
-        withExtendedLifetime((normed, queries, keys, values, attended, attentionOutput, gate, up, mlpOutput)) {}
+        let postNormed = Tensor(shape: [tokens, width])  // (tokens, hidden)
+        rmsNormForward(postNormed.pointer, afterAttention.pointer, layer.postAttentionNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
+        let gate = layer.gateProjection(postNormed)  // (tokens, intermediate)
+        let up = layer.upProjection(postNormed)  // (tokens, intermediate)
+        let activated = Tensor(shape: gate.shape)  // (tokens, intermediate)
+        swigluForward(activated.pointer, gate: gate.pointer, up: up.pointer, count: gate.count)
+        let output = layer.downProjection(activated)  // (tokens, hidden)
+        addInPlace(output.pointer, afterAttention.pointer, count: output.count)
+        let activations = DecoderLayerActivations(
+            input: input, inputNormed: inputNormed, queries: queries, keys: keys, values: values, attended: attended,
+            afterAttention: afterAttention, postNormed: postNormed, gate: gate, up: up, activated: activated, positions: positions)
+        return (output, activations)
     }
 
     /// All layers over hidden(tokens, hidden) in place. `observe(name, layer, tensor)` sees each

@@ -117,7 +117,8 @@ public func layerNormBackward(
     }
 }
 
-/// output(count) = silu(gate) · up, not in place (training keeps gate for the backward).
+/// output(count) = silu(gate) · up: LLaMA's SwiGLU between gate_proj/up_proj and down_proj (the
+/// backward needs gate, so it is not overwritten).
 public func swigluForward(_ output: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
     ThreadPool.parallelFor(count, minimumPerThread: 1 << 14) { range in
         for i in range {

@@ -58,16 +58,6 @@ public func addBias(_ output: UnsafeMutablePointer<Float>, _ bias: UnsafePointer
     }
 }
 
-/// gate(count) = silu(gate) * up, in place: LLaMA's SwiGLU between gate_proj/up_proj and down_proj.
-public func swigluForward(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-    ThreadPool.parallelFor(count, minimumPerThread: 1 << 14) { range in
-        for i in range {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
-    }
-}
-
 /// In-place numerically stable softmax of each row of values(rows, columns) over its first
 /// `validColumns(row)` entries; the remaining entries (masked keys) become 0.
 public func softmaxRowsForward(

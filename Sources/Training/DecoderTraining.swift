@@ -4,63 +4,11 @@ import TensorCore
 
 // MARK: - Language: one LLaMA decoder layer, forward keeping what backward needs, and backward
 
-/// What a decoder layer's forward keeps for its backward, for one sample of `tokens` rows.
-struct DecoderLayerTape {
-    let input: Tensor  // (tokens, hidden): the residual stream entering the layer
-    let inputNormed: Tensor  // (tokens, hidden)
-    let queries: Tensor  // (tokens, heads·headDim), after RoPE
-    let keys: Tensor  // (tokens, kvHeads·headDim), after RoPE
-    let values: Tensor  // (tokens, kvHeads·headDim)
-    let attended: Tensor  // (tokens, heads·headDim): attention output before o_proj
-    let afterAttention: Tensor  // (tokens, hidden): input + o_proj(attended)
-    let postNormed: Tensor  // (tokens, hidden)
-    let gate: Tensor  // (tokens, intermediate): gate_proj output, before SiLU
-    let up: Tensor  // (tokens, intermediate)
-    let activated: Tensor  // (tokens, intermediate): silu(gate)·up
-    let positions: [Int]  // (tokens,) rotary positions
-}
-
 extension LlamaModel {
-    /// Decoder layer `index` on input(tokens, hidden) with causal attention over the sample's own
-    /// rows; returns the output (tokens, hidden) and the tape. Same arithmetic as `runLayer`.
-    func trainingForward(layer index: Int, input: Tensor, positions: [Int]) -> (output: Tensor, tape: DecoderLayerTape) {
-        let layer = layers[index]
-        let c = configuration
-        let tokens = input.size(0), width = hiddenSize
-        let heads = c.numAttentionHeads, keyValueHeads = c.numKeyValueHeads, headDim = c.headDim
-
-        let inputNormed = Tensor(shape: [tokens, width])  // (tokens, hidden)
-        rmsNormForward(inputNormed.pointer, input.pointer, layer.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
-        let queries = layer.queryProjection(inputNormed)  // (tokens, heads·headDim)
-        let keys = layer.keyProjection(inputNormed)  // (tokens, kvHeads·headDim)
-        let values = layer.valueProjection(inputNormed)  // (tokens, kvHeads·headDim)
-        rotary.apply(queries.pointer, tokens: tokens, heads: heads, positions: positions)
-        rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positions: positions)
-        let attended = Tensor(shape: [tokens, heads * headDim])  // (tokens, heads·headDim)
-        multiHeadAttention(
-            attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
-            queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
-        ) { $0 + 1 }
-        let afterAttention = layer.outputProjection(attended)  // (tokens, hidden)
-        addInPlace(afterAttention.pointer, input.pointer, count: afterAttention.count)
-
-        let postNormed = Tensor(shape: [tokens, width])  // (tokens, hidden)
-        rmsNormForward(postNormed.pointer, afterAttention.pointer, layer.postAttentionNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
-        let gate = layer.gateProjection(postNormed)  // (tokens, intermediate)
-        let up = layer.upProjection(postNormed)  // (tokens, intermediate)
-        let activated = Tensor(shape: gate.shape)  // (tokens, intermediate)
-        swigluForward(activated.pointer, gate: gate.pointer, up: up.pointer, count: gate.count)
-        let output = layer.downProjection(activated)  // (tokens, hidden)
-        addInPlace(output.pointer, afterAttention.pointer, count: output.count)
-        let tape = DecoderLayerTape(
-            input: input, inputNormed: inputNormed, queries: queries, keys: keys, values: values, attended: attended,
-            afterAttention: afterAttention, postNormed: postNormed, gate: gate, up: up, activated: activated, positions: positions)
-        return (output, tape)
-    }
-
-    /// Backward of `trainingForward`: from doutput(tokens, hidden) returns dinput(tokens, hidden),
+    /// Backward of `forwardKeepingActivations` without a cache (a training sample attending causally
+    /// to itself): from doutput(tokens, hidden) returns dinput(tokens, hidden),
     /// accumulating the layer's weight gradients into `gradients` (nil: frozen, inputs only).
-    func trainingBackward(layer index: Int, tape: DecoderLayerTape, doutput: Tensor, gradients: LlamaDecoderLayer?) -> Tensor {
+    func trainingBackward(layer index: Int, tape: DecoderLayerActivations, doutput: Tensor, gradients: LlamaDecoderLayer?) -> Tensor {
         let layer = layers[index]
         let c = configuration
         let tokens = doutput.size(0), width = hiddenSize, intermediate = c.intermediateSize

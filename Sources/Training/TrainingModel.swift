@@ -138,11 +138,11 @@ public final class TrainingModel {
         var currentLabels = labels
         var blocks = imageRows.map { ImageBlockState(rows: $0) }
         let drops = blocks.isEmpty || answerQueryRows(labels: labels).isEmpty ? [] : reducer.dropLayers
-        var tapes: [DecoderLayerTape] = []
+        var tapes: [DecoderLayerActivations] = []
         var keptRowsAfterLayer: [Int: (kept: [Int], sourceRows: Int)] = [:]
         var keptImageTokens: [[[Int]]] = []
         for layer in languageModel.layers.indices {
-            let (output, tape) = languageModel.trainingForward(layer: layer, input: hidden, positions: positions)
+            let (output, tape) = languageModel.forwardKeepingActivations(layer: layer, input: hidden, positions: positions)
             tapes.append(tape)
             hidden = output
             guard let drop = drops.firstIndex(of: layer + 1) else { continue }

@@ -133,17 +133,12 @@ func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1, offset: Float 
             }
             #expect(FiniteDifference.relativeError(dInput, FiniteDifference.gradient(of: input, loss)) < tolerance, "quick \(isQuick)")
         }
-        // SwiGLU: both inputs; the out-of-place forward equals the in-place one.
+        // SwiGLU: both inputs.
         func swigluLoss() -> Double {
             let output = Tensor(shape: input.shape)
             swigluForward(output.pointer, gate: input.pointer, up: up.pointer, count: count)
             return weightedSum(output, upstream)
         }
-        let inPlace = input.copy()
-        swigluForward(inPlace.pointer, up.pointer, count: count)
-        let outOfPlace = Tensor(shape: input.shape)
-        swigluForward(outOfPlace.pointer, gate: input.pointer, up: up.pointer, count: count)
-        #expect(inPlace.toArray() == outOfPlace.toArray())
         let dGate = Tensor(shape: input.shape), dUp = Tensor(shape: up.shape)
         swigluBackward(dgate: dGate.pointer, dup: dUp.pointer, doutput: upstream.pointer, gate: input.pointer, up: up.pointer, count: count)
         #expect(FiniteDifference.relativeError(dGate, FiniteDifference.gradient(of: input, swigluLoss)) < tolerance)

@@ -97,8 +97,9 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
         let gate = Tensor(shape: [5], values: [-3, -0.5, 0, 0.5, 4])
         let up = Tensor(shape: [5], values: [1, 2, 3, 4, 5])
         let expected = (0..<5).map { gate[$0] / (1 + exp(-gate[$0])) * up[$0] }
-        swigluForward(gate.pointer, up.pointer, count: 5)
-        for i in 0..<5 { #expect(abs(gate[i] - expected[i]) < 1e-6) }
+        let output = Tensor(shape: [5])
+        swigluForward(output.pointer, gate: gate.pointer, up: up.pointer, count: 5)
+        for i in 0..<5 { #expect(abs(output[i] - expected[i]) < 1e-6) }
     }
 
     /// Rotation keeps each (i, i + half) pair's length and is the identity at position 0;
