@@ -5,6 +5,8 @@ Tests/Fixtures/tiny-llava-next and the SAME data as reference-train.safetensors
 
     python tools/reference/make_next_training_fixtures.py [--model DIR] [--data DIR] [--out FILE] [--skip-fd]
 
+The step, AdamW, float64 and finite-difference checks, tensor names, metadata and arguments are
+make_training_fixtures.py's (its shared helpers); this script adds what is NeXT's.
 Differences from make_training_fixtures.py (LLaVA-1.5), all through training_reference.py:
   * images through LlavaNextImageProcessor (PIL backend) of the checkpoint's preprocessor_config.json:
     per image pixel_values (1 + rows*cols, 3, 56, 56) and image_sizes [height, width]; a batch's
@@ -19,7 +21,6 @@ Differences from make_training_fixtures.py (LLaVA-1.5), all through training_ref
 Reads (never writes) Tests/Fixtures/tiny-llava-next and Tests/Fixtures/training/{data.json,images};
 run after make_llava_next_fixtures.py and make_training_fixtures.py. About a minute.
 """
-import argparse
 import json
 import os
 import sys
@@ -36,7 +37,7 @@ sys.path.insert(0, HERE)
 import training_reference as tr  # noqa: E402
 import make_llava_next_fixtures as mn  # noqa: E402
 import make_training_fixtures as mt  # noqa: E402
-from common import FIXTURES, save_reference  # noqa: E402
+from common import FIXTURES  # noqa: E402
 
 DEFAULT_MODEL = os.path.normpath(os.path.join(FIXTURES, "tiny-llava-next"))
 DEFAULT_DATA = os.path.normpath(os.path.join(FIXTURES, "training"))
@@ -44,10 +45,18 @@ OUT_NAME = "reference-train-next.safetensors"
 SCHEDULE = mt.SCHEDULE            # layers [2, 4, 6], ratios [0.5, 0.25, 0.125], reindex
 STEP_RECORDS = mt.STEP_RECORDS    # [0, 1, 2]
 ADAMW = mt.ADAMW                  # 10 steps, batch 2, lr 2e-3, warmup 3, cosine, wd 0.1 (ndim >= 2), clip 1.0
-EMBED = mt.EMBED
 FINAL_PARAMETERS = ["image_newline", "multi_modal_projector.linear_2.bias",
                     "vision_tower.vision_model.embeddings.class_embedding",
                     "language_model.model.layers.7.self_attn.q_proj.weight", "language_model.model.norm.weight"]
+# Scalars of the float64 finite differences, image_newline among them (mt.finite_difference adds
+# lm_head.weight[first learned label, 1]).
+FD_PICKS = [("model.image_newline", (5,)),
+            ("model.image_newline", (17,)),
+            ("model.multi_modal_projector.linear_1.weight", (3, 5)),
+            ("model.language_model.layers.3.self_attn.q_proj.weight", (1, 2)),
+            ("model.vision_tower.encoder.layers.0.mlp.fc1.weight", (0, 0)),
+            ("model.vision_tower.embeddings.class_embedding", (6,)),
+            ("model.vision_tower.embeddings.patch_embedding.weight", (2, 1, 3, 4))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,94 +223,22 @@ def routing_checks(model, batch, method, grads, capture):
     return report
 
 
-# --------------------------------------------------------------------------------------------
-# float64
-# --------------------------------------------------------------------------------------------
-
-def double_inputs(image_inputs):
-    if image_inputs is None:
-        return None
-    return {"pixel_values": image_inputs["pixel_values"].double(), "image_sizes": image_inputs["image_sizes"]}
-
-
-def float64_checks(model_dir, step_samples, samples, pad_token_id, image_processor, kept, fp32, fp32_adamw, skip_fd):
-    """As make_training_fixtures.float64_checks: the step (loss, every gradient) and the 10 AdamW
-    losses in float64 (softmax and RMSNorm kept in fp64) vs fp32; unless skip_fd, central finite
-    differences (eps 1e-6) vs autograd for a few scalars, image_newline among them."""
-    report = {}
-    with mt.Float64Everywhere():
-        model = tr.load_model(model_dir, dtype=torch.float64)
-        batch = tr.collate(step_samples, pad_token_id, image_processor)
-        batch["pixel_values"] = double_inputs(batch["pixel_values"])
-        for method in ("none", "pdrop"):
-            model.zero_grad(set_to_none=True)
-            if method == "none":
-                loss = tr.forward_none(model, batch)[0]
-            else:
-                loss, natural = tr.forward_pdrop(model, batch, SCHEDULE["layers"], SCHEDULE["ratios"])
-                assert mt.same_kept(kept, natural["kept"]), "fp64 ranking keeps other tokens than fp32"
-            loss.backward()
-            grads, _ = tr.gradients(model)
-            loss32, grads32 = fp32[method]
-            report[f"{method}_step_loss_abs"] = abs(loss.item() - loss32.item())
-            report[f"{method}_step_grad_max_abs"] = max((grads[k] - grads32[k].double()).abs().max().item()
-                                                        for k in grads32)
-            report[f"{method}_step_grad_max_rel_to_tensor_max"] = max(
-                ((grads[k] - grads32[k].double()).abs().max() / grads[k].abs().max()).item()
-                for k in grads32 if grads[k].abs().max() > 1e-6)
-            if not skip_fd:
-                report[f"{method}_finite_difference_max_error"] = finite_difference(model, batch, method, kept)
-        for method in ("none", "pdrop"):
-            fresh = tr.load_model(model_dir, dtype=torch.float64)
-            cache = {s["image"]: double_inputs(tr.pixel_values_of(s["image"], image_processor))
-                     for s in samples if s["image"]}
-            run = tr.train(fresh, samples, method, SCHEDULE if method == "pdrop" else None, ADAMW["steps"],
-                           ADAMW["batch_size"], ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["weight_decay"],
-                           ADAMW["max_grad_norm"], pad_token_id, image_processor, cache)
-            report[f"{method}_adamw_losses_max_abs"] = max(abs(a - b) for a, b in zip(run["losses"],
-                                                                                       fp32_adamw[method]))
-            print(f"  fp64 adamw {method}: losses {[round(x, 6) for x in run['losses']]}")
-    return report
-
-
-def finite_difference(model, batch, method, kept, eps=1e-6):
-    params = dict(model.named_parameters())
-    label = int(batch["labels"][0][batch["labels"][0] >= 0][0])
-    picks = [("model.image_newline", (5,)),
-             ("model.image_newline", (17,)),
-             ("model.multi_modal_projector.linear_1.weight", (3, 5)),
-             ("model.language_model.layers.3.self_attn.q_proj.weight", (1, 2)),
-             ("model.vision_tower.encoder.layers.0.mlp.fc1.weight", (0, 0)),
-             ("model.vision_tower.embeddings.class_embedding", (6,)),
-             ("model.vision_tower.embeddings.patch_embedding.weight", (2, 1, 3, 4)),
-             ("lm_head.weight", (label, 1))]
-
-    def loss_at():
-        if method == "none":
-            return tr.forward_none(model, batch)[0].item()
-        loss, _ = tr.forward_pdrop(model, batch, SCHEDULE["layers"], SCHEDULE["ratios"], force_kept=kept)
-        _, natural = tr.forward_pdrop(model, batch, SCHEDULE["layers"], SCHEDULE["ratios"])
-        assert mt.same_kept(kept, natural["kept"]), "the ranking changed under a 1e-6 perturbation"
-        return loss.item()
-
-    worst = 0.0
-    for name, index in picks:
-        p = params[name]
-        analytic = p.grad[index].item()
-        with torch.no_grad():
-            original = p[index].item()
-            values = []
-            for sign in (1, -1):
-                p[index] = original + sign * eps
-                values.append(loss_at())
-            p[index] = original
-        numeric = (values[0] - values[1]) / (2 * eps)
-        error = abs(analytic - numeric) / max(abs(numeric), 1e-3)
-        worst = max(worst, error)
-        print(f"    fd {method} {tr.checkpoint_name(name)}{list(index)}: autograd {analytic:.10e} "
-              f"numeric {numeric:.10e} err {error:.1e}")
-    assert worst < 1e-5, f"finite differences disagree ({method}): {worst}"
-    return worst
+def check_kept(kept, records_meta):
+    """The kept indices of a dropped sample at stage s: int(N * ratio_s) of them, increasing, in
+    0..N-1 (N the whole anyres block). Returns, per sample and stage, how many newline tokens are kept."""
+    kept_newlines = []
+    for b, kept_b in enumerate(kept):
+        if kept_b is None:
+            kept_newlines.append(None)
+            continue
+        newline = set(records_meta[STEP_RECORDS[b]]["newline_rows_in_block"])
+        N = records_meta[STEP_RECORDS[b]]["N"]
+        kept_newlines.append([])
+        for s, k in enumerate(kept_b):
+            assert k.numel() == int(N * SCHEDULE["ratios"][s]) and bool((k[1:] > k[:-1]).all())
+            assert int(k.min()) >= 0 and int(k.max()) < N
+            kept_newlines[-1].append(sum(int(i) in newline for i in k))
+    return kept_newlines
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,12 +246,8 @@ def finite_difference(model, batch, method, kept, eps=1e-6):
 # --------------------------------------------------------------------------------------------
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--data", default=DEFAULT_DATA, help="folder with data.json and images/")
-    parser.add_argument("--out", default=None, help=f"output file (default DATA/{OUT_NAME})")
-    parser.add_argument("--skip-fd", action="store_true", help="skip the float64 finite differences")
-    args = parser.parse_args()
+    args = mt.parse_args(__doc__, DEFAULT_MODEL, None, out_help=f"output file (default DATA/{OUT_NAME})",
+                         default_data=DEFAULT_DATA)
     out = args.out or os.path.join(args.data, OUT_NAME)
     torch.manual_seed(0)
     started = time.time()
@@ -337,18 +270,11 @@ def main():
     tensors, sanity = {}, {}
 
     # ---------------- data ----------------
-    samples = [tr.build_sample(r, images, tokenizer, index=i, image_token_id=image_token_id,
-                               num_image_tokens=count, max_length=max_length) for i, r in enumerate(records)]
+    samples = mt.build_samples(records, images, tokenizer, image_token_id, count, max_length)
     records_meta, pixel_cache = [], {}
     for r, s in enumerate(samples):
         check_processor_ids(processor, records[r], s)
-        tensors[f"data.{r}.input_ids"] = s["input_ids"]
-        tensors[f"data.{r}.labels"] = s["labels"]
-        learned = s["labels"] != tr.IGNORE
-        meta = {"id": s["id"], "image": os.path.basename(s["image"]) if s["image"] else None,
-                "length": int(s["input_ids"].shape[0]), "learned_labels": int(learned.sum()),
-                "query_rows": tr.query_rows_of(s["labels"]),
-                "answers": [tokenizer.decode(s["input_ids"][learned].tolist(), skip_special_tokens=False)]}
+        meta = mt.record_sample(tensors, r, s, tokenizer)
         if s["image"]:
             inputs = tr.pixel_values_of(s["image"], image_processor)
             pixel_cache[s["image"]] = inputs
@@ -387,137 +313,46 @@ def main():
     sanity["step_image_inputs_equal_processor_batch"] = True
     sanity["patch_padding_check"] = check_patch_padding(model, image_processor, step_images[0])
 
-    model_loss, _ = tr.forward_model(model, batch)
-    model_loss.backward()
-    model_grads, _ = tr.gradients(model)
-    model.zero_grad(set_to_none=True)
-
-    def step(method, schedule=None):
-        model.zero_grad(set_to_none=True)
-        with Capture(model) as capture:
-            loss, info = tr.forward(model, batch, method, schedule)
-            loss.backward()
-        grads, missing = tr.gradients(model)
-        model.zero_grad(set_to_none=True)
-        return loss.detach(), grads, missing, info, capture
-
-    loss_none, grads_none, missing_none, _, cap_none = step("none")
-    d = abs(loss_none.item() - model_loss.item())
-    assert d <= 1e-6, f"manual none loss differs from the model's by {d}"
-    sanity["none_manual_vs_model_loss_abs"] = d
-    sanity["none_manual_vs_model_grad_max_abs"] = mt.max_grad_diff(grads_none, model_grads)
-    assert sanity["none_manual_vs_model_grad_max_abs"] <= 1e-6
-    assert "image_newline" in grads_none
+    capture = lambda: Capture(model)  # noqa: E731
+    model_loss, none = mt.none_step(model, batch, sanity, capture)
+    assert "image_newline" in none.grads
 
     model.zero_grad(set_to_none=True)
     loss_asm = forward_none_assembled(model, batch)
     loss_asm.backward()
     grads_asm, _ = tr.gradients(model)
     model.zero_grad(set_to_none=True)
-    sanity["none_independent_assembly_vs_pack_image_features_loss_abs"] = abs(loss_asm.item() - loss_none.item())
-    sanity["none_independent_assembly_vs_pack_image_features_grad_max_abs"] = mt.max_grad_diff(grads_asm, grads_none)
+    sanity["none_independent_assembly_vs_pack_image_features_loss_abs"] = abs(loss_asm.item() - none.loss.item())
+    sanity["none_independent_assembly_vs_pack_image_features_grad_max_abs"] = mt.max_grad_diff(grads_asm, none.grads)
     assert sanity["none_independent_assembly_vs_pack_image_features_grad_max_abs"] <= 1e-6
 
-    loss_pdrop, grads_pdrop, missing_pdrop, info, cap_pdrop = step("pdrop", SCHEDULE)
-    assert missing_pdrop == missing_none
-    ones = {"layers": SCHEDULE["layers"], "ratios": [1.0, 1.0, 1.0]}
-    loss_ones, grads_ones, _, _, _ = step("pdrop", ones)
-    sanity["pdrop_ratio1_vs_none_loss_abs"] = abs(loss_ones.item() - loss_none.item())
-    sanity["pdrop_ratio1_vs_none_grad_max_abs"] = mt.max_grad_diff(grads_ones, grads_none)
-    assert sanity["pdrop_ratio1_vs_none_loss_abs"] <= 1e-6 and sanity["pdrop_ratio1_vs_none_grad_max_abs"] <= 1e-6
-    sanity["routing_none"] = routing_checks(model, batch, "none", grads_none, cap_none)
-    sanity["routing_pdrop"] = routing_checks(model, batch, "pdrop", grads_pdrop, cap_pdrop)
+    pdrop, ones = mt.pdrop_steps(model, batch, none, sanity, capture)
+    sanity["routing_none"] = routing_checks(model, batch, "none", none.grads, none.captured)
+    sanity["routing_pdrop"] = routing_checks(model, batch, "pdrop", pdrop.grads, pdrop.captured)
+    mt.check_pdrop_vs_none(none, pdrop, sanity)
 
-    zero_in_exact = [k for k in grads_none if k.startswith("vision_tower.") and k.endswith("self_attn.k_proj.bias")]
-    differing = {k: ((grads_pdrop[k] - grads_none[k]).abs().max() / grads_none[k].abs().max()).item()
-                 for k in grads_none if k not in zero_in_exact}
-    same = [k for k, v in differing.items() if v == 0.0]
-    assert not same, f"pdrop gradients equal to none for {same}"
-    sanity["pdrop_vs_none_every_gradient_differs"] = True
-    weakest = min(differing, key=differing.get)
-    sanity["pdrop_vs_none_min_relative_grad_diff"] = [weakest, differing[weakest]]
-    sanity["clip_k_proj_bias_grads_are_rounding_noise_max_abs"] = max(
-        max(grads_none[k].abs().max().item(), grads_pdrop[k].abs().max().item()) for k in zero_in_exact)
-    sanity["pdrop_min_kept_boundary_relative_gap"] = min(info["gaps"])
-    sanity["pdrop_step_sample_lengths_per_stage"] = info["lengths"]
-
-    for case, loss, grads in (("none", loss_none, grads_none), ("pdrop", loss_pdrop, grads_pdrop)):
-        tensors[f"step.{case}.loss"] = loss.view(1).float()
-        for name, g in grads.items():
-            if name == EMBED:
-                rows = torch.nonzero((g != 0).any(dim=1)).flatten()
-                tensors[f"step.{case}.grad_rows.{name}"] = rows.to(torch.int64)
-                tensors[f"step.{case}.grad.{name}"] = g[rows]
-            else:
-                tensors[f"step.{case}.grad.{name}"] = g
-    rows = tensors[f"step.none.grad_rows.{EMBED}"]
-    text_ids = set()
-    for s in step_samples:
-        ids = s["input_ids"]
-        text_ids |= set(ids[ids != image_token_id].tolist())
-    sanity["embed_grad_rows_equal_batch_text_ids"] = sorted(text_ids) == rows.tolist()
-    sanity["embed_grad_rows_none_equal_pdrop"] = torch.equal(rows, tensors[f"step.pdrop.grad_rows.{EMBED}"])
+    for case, step in (("none", none), ("pdrop", pdrop)):
+        mt.record_step(tensors, case, step)
+    mt.check_embed_rows(tensors, step_samples, image_token_id, sanity)
     assert sanity["embed_grad_rows_equal_batch_text_ids"] and sanity["embed_grad_rows_none_equal_pdrop"]
 
-    kept_newlines = []
-    for b, kept_b in enumerate(info["kept"]):
-        if kept_b is None:
-            kept_newlines.append(None)
-            continue
-        newline = set(records_meta[STEP_RECORDS[b]]["newline_rows_in_block"])
-        N = records_meta[STEP_RECORDS[b]]["N"]
-        kept_newlines.append([])
-        for s, k in enumerate(kept_b):
-            assert k.numel() == int(N * SCHEDULE["ratios"][s]) and bool((k[1:] > k[:-1]).all())
-            assert int(k.min()) >= 0 and int(k.max()) < N
-            tensors[f"step.pdrop.kept.{b}.{s}"] = k.to(torch.int64)
-            if s:
-                assert torch.isin(k, kept_b[s - 1]).all()
-            kept_newlines[-1].append(sum(int(i) in newline for i in k))
-    sanity["pdrop_step_kept_newline_tokens_per_stage"] = kept_newlines
-    kept_counts = [[int(k.numel()) for k in kb] if kb is not None else None for kb in info["kept"]]
-    print(f"step: loss none {loss_none.item():.8f} (model {model_loss.item():.8f}), pdrop {loss_pdrop.item():.8f}, "
-          f"pdrop ratios 1 {loss_ones.item():.8f}; kept counts {kept_counts}, newlines kept {kept_newlines}")
+    mt.record_kept(tensors, pdrop.info["kept"])
+    sanity["pdrop_step_kept_newline_tokens_per_stage"] = check_kept(pdrop.info["kept"], records_meta)
+    print(f"{mt.step_summary(model_loss, none, pdrop, ones)}, "
+          f"newlines kept {sanity['pdrop_step_kept_newline_tokens_per_stage']}")
 
     # ---------------- 10 AdamW steps ----------------
-    adamw_runs = {}
-    for case in ("none", "pdrop"):
-        fresh = tr.load_model(args.model)
-        run = tr.train(fresh, samples, case, SCHEDULE if case == "pdrop" else None, ADAMW["steps"],
-                       ADAMW["batch_size"], ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["weight_decay"],
-                       ADAMW["max_grad_norm"], pad_token_id, image_processor, pixel_cache)
-        expected_lr = [tr.cosine_lr(k, ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["steps"])
-                       for k in range(ADAMW["steps"])]
-        assert max(abs(a - b) for a, b in zip(run["lr"], expected_lr)) < 1e-12, (run["lr"], expected_lr)
-        tensors[f"adamw.{case}.losses"] = torch.tensor(run["losses"], dtype=torch.float32)
-        tensors[f"adamw.{case}.lr"] = torch.tensor(run["lr"], dtype=torch.float32)
-        tensors[f"adamw.{case}.grad_norm"] = torch.tensor(run["grad_norm"], dtype=torch.float32)
-        named = {tr.checkpoint_name(n): p for n, p in fresh.named_parameters()}
-        for name in FINAL_PARAMETERS:
-            tensors[f"adamw.{case}.final.{name}"] = named[name].detach().clone()
-        adamw_runs[case] = run
-        print(f"adamw {case}: losses {[round(x, 6) for x in run['losses']]}")
-        print(f"          grad norms {[round(x, 4) for x in run['grad_norm']]}")
-    sanity["adamw_pdrop_min_kept_boundary_relative_gap"] = min(adamw_runs["pdrop"]["gaps"])
-    sanity["adamw_lr_matches_closed_form"] = True
-    sanity["float64"] = float64_checks(
-        args.model, step_samples, samples, pad_token_id, image_processor, info["kept"],
-        {"none": (loss_none, grads_none), "pdrop": (loss_pdrop, grads_pdrop)},
-        {case: run["losses"] for case, run in adamw_runs.items()}, args.skip_fd)
+    runs = mt.adamw_runs(args.model, samples, pad_token_id, image_processor, pixel_cache, FINAL_PARAMETERS, tensors,
+                         sanity)
+    sanity["float64"] = mt.float64_checks(args.model, step_samples, samples, pad_token_id, image_processor, none,
+                                          pdrop, runs, args.skip_fd, FD_PICKS)
 
-    metadata = {
-        "hyperparameters": json.dumps({"step": {"records": STEP_RECORDS, "batch_size": len(STEP_RECORDS),
-                                                "trainable": "all"},
-                                       "adamw": dict(ADAMW, trainable="all", records=list(range(len(records))),
-                                                     weight_decay_on="parameters with ndim >= 2")}),
-        "schedule": json.dumps(dict(SCHEDULE, positions="reindex", N="the whole anyres block (base, unpadded "
-                                                                    "grid, image_newline tokens)")),
-        "no_grad_parameters": json.dumps(missing_none),
-        "records": json.dumps(records_meta),
+    metadata = mt.training_metadata(dict(SCHEDULE, positions="reindex", N="the whole anyres block (base, unpadded "
+                                                                          "grid, image_newline tokens)"),
+                                    len(records), none, pdrop, records_meta, FINAL_PARAMETERS,
+                                    pad_token_id, image_token_id)
+    metadata.update({
         "tokens_per_image": json.dumps({m["image"]: m["N"] for m in records_meta if m["image"]}),
-        "kept_counts": json.dumps(kept_counts),
-        "final_parameters": json.dumps(FINAL_PARAMETERS),
-        "pad_token_id": str(pad_token_id), "image_token_id": str(image_token_id),
         "model": "Tests/Fixtures/tiny-llava-next (LlavaNextForConditionalGeneration, fp32 from BF16, eager attention)",
         "data": "Tests/Fixtures/training/data.json + images/ (the data of reference-train.safetensors)",
         "preprocessor": "tiny-llava-next/preprocessor_config.json, LlavaNextImageProcessorPil; token counts of "
@@ -526,11 +361,8 @@ def main():
                   f"{torch.__version__}, transformers {transformers.__version__}; spec docs/TRAINING.md, "
                   "../shared/PYRAMIDDROP.md",
         "sanity": json.dumps(sanity),
-    }
-    save_reference(out, tensors, metadata)
-    for k, v in sanity.items():
-        print(f"  sanity {k}: {v}")
-    print(f"wrote {out}: {os.path.getsize(out)} bytes, {len(tensors)} tensors ({time.time() - started:.0f} s)")
+    })
+    mt.write_reference(out, tensors, metadata, sanity, started)
 
 
 if __name__ == "__main__":

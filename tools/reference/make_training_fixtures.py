@@ -13,6 +13,7 @@ Reads (never writes) Tests/Fixtures/tiny-llava and Tests/Fixtures/images/chelsea
 after make_llava_fixtures.py. The semantics are those of training_reference.py.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -41,6 +42,13 @@ EMBED = "language_model.model.embed_tokens.weight"
 # Small parameters whose values after the 10 AdamW steps are stored too (debugging aid).
 FINAL_PARAMETERS = ["multi_modal_projector.linear_2.bias", "vision_tower.vision_model.embeddings.class_embedding",
                     "language_model.model.layers.7.self_attn.q_proj.weight", "language_model.model.norm.weight"]
+# Scalars of the float64 finite-difference check (lm_head.weight[first learned label, 1] is added).
+FD_PICKS = [("model.multi_modal_projector.linear_1.weight", (3, 5)),
+            ("model.language_model.layers.3.self_attn.q_proj.weight", (1, 2)),
+            ("model.language_model.layers.0.mlp.down_proj.weight", (4, 7)),
+            ("model.vision_tower.encoder.layers.0.mlp.fc1.weight", (0, 0)),
+            ("model.vision_tower.embeddings.class_embedding", (6,)),
+            ("model.vision_tower.embeddings.patch_embedding.weight", (2, 1, 3, 4))]
 
 RECORDS = [
     {"id": "chelsea-1", "image": "chelsea.jpg",
@@ -116,21 +124,184 @@ def check_bad_records(images, tokenizer):
 
 
 # --------------------------------------------------------------------------------------------
-# One step: loss and gradients
+# Shared with make_next_training_fixtures.py: arguments, data tensors, the step, AdamW, float64
+# checks, metadata. Tensor names and sanity keys are those of tools/reference/README.md.
 # --------------------------------------------------------------------------------------------
 
-def step_gradients(model, batch, method, schedule=None):
+def parse_args(doc, default_model, default_out, out_help=None, default_data=None):
+    """--model DIR, [--data DIR (when default_data is given),] --out, --skip-fd."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--model", default=default_model)
+    if default_data is not None:
+        parser.add_argument("--data", default=default_data, help="folder with data.json and images/")
+    parser.add_argument("--out", default=default_out, help=out_help)
+    parser.add_argument("--skip-fd", action="store_true", help="skip the float64 finite differences (slow part)")
+    return parser.parse_args()
+
+
+def build_samples(records, images, tokenizer, image_token_id, num_image_tokens, max_length):
+    return [tr.build_sample(r, images, tokenizer, index=i, image_token_id=image_token_id,
+                            num_image_tokens=num_image_tokens, max_length=max_length) for i, r in enumerate(records)]
+
+
+def record_sample(tensors, r, sample, tokenizer):
+    """data.{r}.input_ids / labels into tensors; returns the record's metadata (id, image file,
+    length, learned labels, query rows, decoded answers), to which the image's entries are added."""
+    tensors[f"data.{r}.input_ids"] = sample["input_ids"]
+    tensors[f"data.{r}.labels"] = sample["labels"]
+    learned = sample["labels"] != tr.IGNORE
+    return {"id": sample["id"], "image": os.path.basename(sample["image"]) if sample["image"] else None,
+            "length": int(sample["input_ids"].shape[0]), "learned_labels": int(learned.sum()),
+            "query_rows": tr.query_rows_of(sample["labels"]),
+            "answers": [tokenizer.decode(sample["input_ids"][learned].tolist(), skip_special_tokens=False)]}
+
+
+class Step:
+    """One step's result: loss (detached), grads {checkpoint name: grad}, missing (no gradient),
+    info (forward_pdrop's, None for none), captured (what the capture context gave, or None)."""
+
+    def __init__(self, loss, grads, missing, info, captured):
+        self.loss, self.grads, self.missing, self.info, self.captured = loss, grads, missing, info, captured
+
+
+def step_gradients(model, batch, method, schedule=None, capture=contextlib.nullcontext):
+    """Loss and gradients of one forward/backward; `capture()` is a context manager around the
+    forward and backward (LLaVA-NeXT keeps intermediate gradients with it)."""
     model.zero_grad(set_to_none=True)
-    loss, info = tr.forward(model, batch, method, schedule)
-    loss.backward()
+    with capture() as captured:
+        loss, info = tr.forward(model, batch, method, schedule)
+        loss.backward()
     grads, missing = tr.gradients(model)
     model.zero_grad(set_to_none=True)
-    return loss.detach(), grads, missing, info
+    return Step(loss.detach(), grads, missing, info, captured)
 
 
 def max_grad_diff(a, b):
     assert a.keys() == b.keys()
     return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def none_step(model, batch, sanity, capture=contextlib.nullcontext):
+    """The model's own forward and backward with labels, then method none: loss and every gradient
+    asserted equal (1e-6). Returns (the model's loss, none's Step)."""
+    model_loss, _ = tr.forward_model(model, batch)
+    model_loss.backward()
+    model_grads, _ = tr.gradients(model)
+    model.zero_grad(set_to_none=True)
+
+    none = step_gradients(model, batch, "none", capture=capture)
+    d = abs(none.loss.item() - model_loss.item())
+    assert d <= 1e-6, f"manual none loss differs from the model's by {d}"
+    sanity["none_manual_vs_model_loss_abs"] = d
+    sanity["none_manual_vs_model_grad_max_abs"] = max_grad_diff(none.grads, model_grads)
+    assert sanity["none_manual_vs_model_grad_max_abs"] <= 1e-6
+    return model_loss, none
+
+
+def pdrop_steps(model, batch, none, sanity, capture=contextlib.nullcontext):
+    """Method pdrop with SCHEDULE, and with every ratio 1 (asserted equal to none, 1e-6).
+    Returns (pdrop's Step, ratio-1's Step)."""
+    pdrop = step_gradients(model, batch, "pdrop", SCHEDULE, capture=capture)
+    assert pdrop.missing == none.missing
+    ones = step_gradients(model, batch, "pdrop", {"layers": SCHEDULE["layers"], "ratios": [1.0, 1.0, 1.0]},
+                          capture=capture)
+    sanity["pdrop_ratio1_vs_none_loss_abs"] = abs(ones.loss.item() - none.loss.item())
+    sanity["pdrop_ratio1_vs_none_grad_max_abs"] = max_grad_diff(ones.grads, none.grads)
+    assert sanity["pdrop_ratio1_vs_none_loss_abs"] <= 1e-6 and sanity["pdrop_ratio1_vs_none_grad_max_abs"] <= 1e-6
+    return pdrop, ones
+
+
+def check_pdrop_vs_none(none, pdrop, sanity):
+    """Every gradient changes with dropping. CLIP's k_proj biases are the exception in exact
+    arithmetic (a key bias adds the same q.b to every logit of a query row: softmax ignores it),
+    so their stored gradients are fp32 rounding noise (~1e-9) in both cases."""
+    grads_none, grads_pdrop = none.grads, pdrop.grads
+    zero_in_exact = [k for k in grads_none if k.startswith("vision_tower.") and k.endswith("self_attn.k_proj.bias")]
+    differing = {k: ((grads_pdrop[k] - grads_none[k]).abs().max() / grads_none[k].abs().max()).item()
+                 for k in grads_none if k not in zero_in_exact}
+    same = [k for k, v in differing.items() if v == 0.0]
+    assert not same, f"pdrop gradients equal to none for {same}"
+    sanity["pdrop_vs_none_every_gradient_differs"] = True
+    weakest = min(differing, key=differing.get)
+    sanity["pdrop_vs_none_min_relative_grad_diff"] = [weakest, differing[weakest]]
+    sanity["clip_k_proj_bias_grads_are_rounding_noise_max_abs"] = max(
+        max(grads_none[k].abs().max().item(), grads_pdrop[k].abs().max().item()) for k in zero_in_exact)
+    sanity["pdrop_min_kept_boundary_relative_gap"] = min(pdrop.info["gaps"])
+    sanity["pdrop_step_sample_lengths_per_stage"] = pdrop.info["lengths"]
+
+
+def record_step(tensors, case, step):
+    """step.{case}.loss and step.{case}.grad.{name}; the embedding's gradient as its nonzero rows
+    only (step.{case}.grad_rows.{EMBED}: their ids, step.{case}.grad.{EMBED}: the rows)."""
+    tensors[f"step.{case}.loss"] = step.loss.view(1).float()
+    for name, g in step.grads.items():
+        if name == EMBED:
+            rows = torch.nonzero((g != 0).any(dim=1)).flatten()
+            tensors[f"step.{case}.grad_rows.{name}"] = rows.to(torch.int64)
+            tensors[f"step.{case}.grad.{name}"] = g[rows]
+        else:
+            tensors[f"step.{case}.grad.{name}"] = g
+
+
+def check_embed_rows(tensors, step_samples, image_token_id, sanity):
+    """The embedding rows with a gradient: the text tokens of the batch (not the image token, nor
+    padding), the same for none and pdrop. Returns the batch's text ids without a gradient row."""
+    rows = tensors[f"step.none.grad_rows.{EMBED}"]
+    text_ids = set()
+    for s in step_samples:
+        ids = s["input_ids"]
+        text_ids |= set(ids[ids != image_token_id].tolist())
+    sanity["embed_grad_rows_equal_batch_text_ids"] = sorted(text_ids) == rows.tolist()
+    sanity["embed_grad_rows_none_equal_pdrop"] = torch.equal(rows, tensors[f"step.pdrop.grad_rows.{EMBED}"])
+    return sorted(text_ids - set(rows.tolist()))
+
+
+def record_kept(tensors, kept):
+    """step.pdrop.kept.{b}.{s}: the kept original image indices of sample b after stage s, each
+    stage's a subset of the one before."""
+    for b, kept_b in enumerate(kept):
+        if kept_b is None:
+            continue
+        for s, k in enumerate(kept_b):
+            tensors[f"step.pdrop.kept.{b}.{s}"] = k.to(torch.int64)
+            if s:
+                assert torch.isin(k, kept_b[s - 1]).all()
+
+
+def kept_counts(kept):
+    return [[int(k.numel()) for k in kb] if kb is not None else None for kb in kept]
+
+
+def step_summary(model_loss, none, pdrop, ones):
+    return (f"step: loss none {none.loss.item():.8f} (model {model_loss.item():.8f}), pdrop {pdrop.loss.item():.8f}, "
+            f"pdrop ratios 1 {ones.loss.item():.8f}; kept counts {kept_counts(pdrop.info['kept'])}")
+
+
+def adamw_runs(model_dir, samples, pad_token_id, image_processor, pixel_cache, final_parameters, tensors, sanity):
+    """The 10 AdamW steps (ADAMW) from a fresh model, none and pdrop: adamw.{case}.losses / lr /
+    grad_norm and adamw.{case}.final.{name} of final_parameters; the lr asserted equal to the
+    closed form. Returns {case: tr.train's run}."""
+    runs = {}
+    for case in ("none", "pdrop"):
+        fresh = tr.load_model(model_dir)
+        run = tr.train(fresh, samples, case, SCHEDULE if case == "pdrop" else None, ADAMW["steps"],
+                       ADAMW["batch_size"], ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["weight_decay"],
+                       ADAMW["max_grad_norm"], pad_token_id, image_processor, pixel_cache)
+        expected_lr = [tr.cosine_lr(k, ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["steps"])
+                       for k in range(ADAMW["steps"])]
+        assert max(abs(a - b) for a, b in zip(run["lr"], expected_lr)) < 1e-12, (run["lr"], expected_lr)
+        tensors[f"adamw.{case}.losses"] = torch.tensor(run["losses"], dtype=torch.float32)
+        tensors[f"adamw.{case}.lr"] = torch.tensor(run["lr"], dtype=torch.float32)
+        tensors[f"adamw.{case}.grad_norm"] = torch.tensor(run["grad_norm"], dtype=torch.float32)
+        named = {tr.checkpoint_name(n): p for n, p in fresh.named_parameters()}
+        for name in final_parameters:
+            tensors[f"adamw.{case}.final.{name}"] = named[name].detach().clone()
+        runs[case] = run
+        print(f"adamw {case}: losses {[round(x, 6) for x in run['losses']]}")
+        print(f"          grad norms {[round(x, 4) for x in run['grad_norm']]}")
+    sanity["adamw_pdrop_min_kept_boundary_relative_gap"] = min(runs["pdrop"]["gaps"])
+    sanity["adamw_lr_matches_closed_form"] = True
+    return runs
 
 
 class Float64Everywhere:
@@ -162,19 +333,20 @@ class Float64Everywhere:
         return False
 
 
-def float64_checks(model_dir, samples, all_samples, pad_token_id, image_processor, kept, fp32, fp32_adamw,
-                   skip_fd):
+def float64_checks(model_dir, samples, all_samples, pad_token_id, image_processor, none, pdrop, runs, skip_fd,
+                   fd_picks):
     """In float64 (Float64Everywhere): (1) the step's loss and every gradient vs the fp32 golden
-    ones, and the 10 AdamW losses vs the fp32 ones: how close an exact fp32 implementation can be
-    expected to come; (2) unless skip_fd, central differences (eps 1e-6) vs autograd for a few
-    scalar parameters: |autograd - numeric| / max(|numeric|, 1e-3) must stay below 1e-5.
+    ones (the Steps none and pdrop), and the 10 AdamW losses vs the fp32 ones (runs): how close an exact fp32 implementation can be
+    expected to come; (2) unless skip_fd, central differences (eps 1e-6) vs autograd for the scalar
+    parameters fd_picks (and lm_head): |autograd - numeric| / max(|numeric|, 1e-3) must stay below 1e-5.
     pdrop runs with the fp32 kept sets forced; the natural fp64 ranking is checked to pick the same
     sets (unperturbed and at every perturbation)."""
+    kept, fp32 = pdrop.info["kept"], {"none": (none.loss, none.grads), "pdrop": (pdrop.loss, pdrop.grads)}
     report = {}
     with Float64Everywhere():
         model = tr.load_model(model_dir, dtype=torch.float64)
         batch = tr.collate(samples, pad_token_id, image_processor)
-        batch["pixel_values"] = batch["pixel_values"].double()
+        batch["pixel_values"] = tr.double_image_inputs(batch["pixel_values"])
         for method in ("none", "pdrop"):
             model.zero_grad(set_to_none=True)
             if method == "none":
@@ -193,18 +365,18 @@ def float64_checks(model_dir, samples, all_samples, pad_token_id, image_processo
                 for k in grads32 if grads[k].abs().max() > 1e-6)
             if not skip_fd:
                 report[f"{method}_finite_difference_max_error"] = finite_difference(
-                    model, batch, method, kept)
+                    model, batch, method, kept, fd_picks)
         for method in ("none", "pdrop"):
             fresh = tr.load_model(model_dir, dtype=torch.float64)
             cache = {}
             for s in all_samples:
                 if s["image"] and s["image"] not in cache:
-                    cache[s["image"]] = tr.pixel_values_of(s["image"], image_processor).double()
+                    cache[s["image"]] = tr.double_image_inputs(tr.pixel_values_of(s["image"], image_processor))
             run = tr.train(fresh, all_samples, method, SCHEDULE if method == "pdrop" else None, ADAMW["steps"],
                            ADAMW["batch_size"], ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["weight_decay"],
                            ADAMW["max_grad_norm"], pad_token_id, image_processor, cache)
             report[f"{method}_adamw_losses_max_abs"] = max(abs(a - b) for a, b in zip(run["losses"],
-                                                                                       fp32_adamw[method]))
+                                                                                       runs[method]["losses"]))
             print(f"  fp64 adamw {method}: losses {[round(x, 6) for x in run['losses']]}")
     return report
 
@@ -213,16 +385,12 @@ def same_kept(a, b):
     return all((x is None and y is None) or all(torch.equal(p, q) for p, q in zip(x, y)) for x, y in zip(a, b))
 
 
-def finite_difference(model, batch, method, kept, eps=1e-6):
+def finite_difference(model, batch, method, kept, picks, eps=1e-6):
+    """Central differences at picks [(parameter name, index)] and at lm_head.weight[first learned
+    label of sample 0, 1]."""
     params = dict(model.named_parameters())
     label = int(batch["labels"][0][batch["labels"][0] >= 0][0])
-    picks = [("model.multi_modal_projector.linear_1.weight", (3, 5)),
-             ("model.language_model.layers.3.self_attn.q_proj.weight", (1, 2)),
-             ("model.language_model.layers.0.mlp.down_proj.weight", (4, 7)),
-             ("model.vision_tower.encoder.layers.0.mlp.fc1.weight", (0, 0)),
-             ("model.vision_tower.embeddings.class_embedding", (6,)),
-             ("model.vision_tower.embeddings.patch_embedding.weight", (2, 1, 3, 4)),
-             ("lm_head.weight", (label, 1))]
+    picks = list(picks) + [("lm_head.weight", (label, 1))]
 
     def loss_at():
         if method == "none":
@@ -252,16 +420,37 @@ def finite_difference(model, batch, method, kept, eps=1e-6):
     return worst
 
 
+def training_metadata(schedule, n_records, none, pdrop, records_meta, final_parameters, pad_token_id,
+                      image_token_id):
+    """The metadata entries both training references have; each adds its own (model, source, ...)
+    and then sanity."""
+    return {
+        "hyperparameters": json.dumps({"step": {"records": STEP_RECORDS, "batch_size": len(STEP_RECORDS),
+                                                "trainable": "all"},
+                                       "adamw": dict(ADAMW, trainable="all", records=list(range(n_records)),
+                                                     weight_decay_on="parameters with ndim >= 2")}),
+        "schedule": json.dumps(schedule),
+        "no_grad_parameters": json.dumps(none.missing),
+        "records": json.dumps(records_meta),
+        "kept_counts": json.dumps(kept_counts(pdrop.info["kept"])),
+        "final_parameters": json.dumps(final_parameters),
+        "pad_token_id": str(pad_token_id), "image_token_id": str(image_token_id),
+    }
+
+
+def write_reference(path, tensors, metadata, sanity, started):
+    save_reference(path, tensors, metadata)
+    for k, v in sanity.items():
+        print(f"  sanity {k}: {v}")
+    print(f"wrote {path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors ({time.time() - started:.0f} s)")
+
+
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--skip-fd", action="store_true", help="skip the float64 finite differences (slow part)")
-    args = parser.parse_args()
+    args = parse_args(__doc__, DEFAULT_MODEL, DEFAULT_OUT)
     torch.manual_seed(0)
     started = time.time()
 
@@ -278,18 +467,11 @@ def main():
     sanity["bad_record_kinds_rejected"] = check_bad_records(images, tokenizer)
 
     # ---------------- data ----------------
-    samples = [tr.build_sample(r, images, tokenizer, index=i, image_token_id=image_token_id,
-                               num_image_tokens=n_image, max_length=max_length) for i, r in enumerate(RECORDS)]
+    samples = build_samples(RECORDS, images, tokenizer, image_token_id, n_image, max_length)
     records_meta = []
     pixel_cache = {}
     for r, s in enumerate(samples):
-        tensors[f"data.{r}.input_ids"] = s["input_ids"]
-        tensors[f"data.{r}.labels"] = s["labels"]
-        learned = s["labels"] != tr.IGNORE
-        meta = {"id": s["id"], "image": os.path.basename(s["image"]) if s["image"] else None,
-                "length": int(s["input_ids"].shape[0]), "learned_labels": int(learned.sum()),
-                "query_rows": tr.query_rows_of(s["labels"]),
-                "answers": [tokenizer.decode(s["input_ids"][learned].tolist(), skip_special_tokens=False)]}
+        meta = record_sample(tensors, r, s, tokenizer)
         if s["image"]:
             pv = tr.pixel_values_of(s["image"], image_processor)
             pixel_cache[s["image"]] = pv
@@ -305,119 +487,32 @@ def main():
     # ---------------- one step on records [0, 1, 2] ----------------
     step_samples = [samples[r] for r in STEP_RECORDS]
     batch = tr.collate(step_samples, pad_token_id, image_processor, pixel_cache)
-    model_loss, _ = tr.forward_model(model, batch)
-    model_loss.backward()
-    model_grads, _ = tr.gradients(model)
-    model.zero_grad(set_to_none=True)
-
-    loss_none, grads_none, missing_none, _ = step_gradients(model, batch, "none")
-    d = abs(loss_none.item() - model_loss.item())
-    assert d <= 1e-6, f"manual none loss differs from the model's by {d}"
-    sanity["none_manual_vs_model_loss_abs"] = d
-    sanity["none_manual_vs_model_grad_max_abs"] = max_grad_diff(grads_none, model_grads)
-    assert sanity["none_manual_vs_model_grad_max_abs"] <= 1e-6
-
-    loss_pdrop, grads_pdrop, missing_pdrop, info = step_gradients(model, batch, "pdrop", SCHEDULE)
-    assert missing_pdrop == missing_none
-    ones = {"layers": SCHEDULE["layers"], "ratios": [1.0, 1.0, 1.0]}
-    loss_ones, grads_ones, _, _ = step_gradients(model, batch, "pdrop", ones)
-    sanity["pdrop_ratio1_vs_none_loss_abs"] = abs(loss_ones.item() - loss_none.item())
-    sanity["pdrop_ratio1_vs_none_grad_max_abs"] = max_grad_diff(grads_ones, grads_none)
-    assert sanity["pdrop_ratio1_vs_none_loss_abs"] <= 1e-6 and sanity["pdrop_ratio1_vs_none_grad_max_abs"] <= 1e-6
-
-    # Every gradient changes with dropping. CLIP's k_proj biases are the exception in exact
-    # arithmetic (a key bias adds the same q.b to every logit of a query row: softmax ignores it),
-    # so their stored gradients are fp32 rounding noise (~1e-9) in both cases.
-    zero_in_exact = [k for k in grads_none if k.startswith("vision_tower.") and k.endswith("self_attn.k_proj.bias")]
-    differing = {k: ((grads_pdrop[k] - grads_none[k]).abs().max() / grads_none[k].abs().max()).item()
-                 for k in grads_none if k not in zero_in_exact}
-    same = [k for k, v in differing.items() if v == 0.0]
-    assert not same, f"pdrop gradients equal to none for {same}"
-    sanity["pdrop_vs_none_every_gradient_differs"] = True
-    weakest = min(differing, key=differing.get)
-    sanity["pdrop_vs_none_min_relative_grad_diff"] = [weakest, differing[weakest]]
-    sanity["clip_k_proj_bias_grads_are_rounding_noise_max_abs"] = max(
-        max(grads_none[k].abs().max().item(), grads_pdrop[k].abs().max().item()) for k in zero_in_exact)
-    sanity["pdrop_min_kept_boundary_relative_gap"] = min(info["gaps"])
-    sanity["pdrop_step_sample_lengths_per_stage"] = info["lengths"]
-
-    # Embedding rows: the text tokens of the batch (not the image token, nor padding).
-    for case, loss, grads in (("none", loss_none, grads_none), ("pdrop", loss_pdrop, grads_pdrop)):
-        tensors[f"step.{case}.loss"] = loss.view(1).float()
-        for name, g in grads.items():
-            if name == EMBED:
-                rows = torch.nonzero((g != 0).any(dim=1)).flatten()
-                tensors[f"step.{case}.grad_rows.{name}"] = rows.to(torch.int64)
-                tensors[f"step.{case}.grad.{name}"] = g[rows]
-            else:
-                tensors[f"step.{case}.grad.{name}"] = g
-    rows = tensors[f"step.none.grad_rows.{EMBED}"]
-    text_ids = set()
-    for b, s in enumerate(step_samples):
-        ids = s["input_ids"]
-        text_ids |= set(ids[ids != image_token_id].tolist())
-    sanity["embed_grad_rows_equal_batch_text_ids"] = sorted(text_ids) == rows.tolist()
-    sanity["embed_grad_rows_none_equal_pdrop"] = torch.equal(rows, tensors[f"step.pdrop.grad_rows.{EMBED}"])
-    sanity["embed_grad_rows_missing_from_batch_text_ids"] = sorted(text_ids - set(rows.tolist()))
-    for b, kept_b in enumerate(info["kept"]):
-        if kept_b is None:
-            continue
-        for s, k in enumerate(kept_b):
-            tensors[f"step.pdrop.kept.{b}.{s}"] = k.to(torch.int64)
-            if s:
-                assert torch.isin(k, kept_b[s - 1]).all()
-    print(f"step: loss none {loss_none.item():.8f} (model {model_loss.item():.8f}), pdrop {loss_pdrop.item():.8f}, "
-          f"pdrop ratios 1 {loss_ones.item():.8f}; kept counts "
-          f"{[[int(k.numel()) for k in kb] if kb is not None else None for kb in info['kept']]}")
+    model_loss, none = none_step(model, batch, sanity)
+    pdrop, ones = pdrop_steps(model, batch, none, sanity)
+    check_pdrop_vs_none(none, pdrop, sanity)
+    for case, step in (("none", none), ("pdrop", pdrop)):
+        record_step(tensors, case, step)
+    sanity["embed_grad_rows_missing_from_batch_text_ids"] = check_embed_rows(tensors, step_samples, image_token_id,
+                                                                             sanity)
+    record_kept(tensors, pdrop.info["kept"])
+    print(step_summary(model_loss, none, pdrop, ones))
 
     # ---------------- 10 AdamW steps ----------------
-    adamw_runs = {}
-    for case in ("none", "pdrop"):
-        fresh = tr.load_model(args.model)
-        run = tr.train(fresh, samples, case, SCHEDULE if case == "pdrop" else None, ADAMW["steps"],
-                       ADAMW["batch_size"], ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["weight_decay"],
-                       ADAMW["max_grad_norm"], pad_token_id, image_processor, pixel_cache)
-        expected_lr = [tr.cosine_lr(k, ADAMW["lr"], ADAMW["warmup_steps"], ADAMW["steps"])
-                       for k in range(ADAMW["steps"])]
-        assert max(abs(a - b) for a, b in zip(run["lr"], expected_lr)) < 1e-12, (run["lr"], expected_lr)
-        tensors[f"adamw.{case}.losses"] = torch.tensor(run["losses"], dtype=torch.float32)
-        tensors[f"adamw.{case}.lr"] = torch.tensor(run["lr"], dtype=torch.float32)
-        tensors[f"adamw.{case}.grad_norm"] = torch.tensor(run["grad_norm"], dtype=torch.float32)
-        named = {tr.checkpoint_name(n): p for n, p in fresh.named_parameters()}
-        for name in FINAL_PARAMETERS:
-            tensors[f"adamw.{case}.final.{name}"] = named[name].detach().clone()
-        adamw_runs[case] = run
-        print(f"adamw {case}: losses {[round(x, 6) for x in run['losses']]}")
-        print(f"          grad norms {[round(x, 4) for x in run['grad_norm']]}")
-    sanity["adamw_pdrop_min_kept_boundary_relative_gap"] = min(adamw_runs["pdrop"]["gaps"])
-    sanity["adamw_lr_matches_closed_form"] = True
-    sanity["float64"] = float64_checks(
-        args.model, step_samples, samples, pad_token_id, image_processor, info["kept"],
-        {"none": (loss_none, grads_none), "pdrop": (loss_pdrop, grads_pdrop)},
-        {case: run["losses"] for case, run in adamw_runs.items()}, args.skip_fd)
+    runs = adamw_runs(args.model, samples, pad_token_id, image_processor, pixel_cache, FINAL_PARAMETERS, tensors,
+                      sanity)
+    sanity["float64"] = float64_checks(args.model, step_samples, samples, pad_token_id, image_processor, none, pdrop,
+                                       runs, args.skip_fd, FD_PICKS)
 
-    metadata = {
-        "hyperparameters": json.dumps({"step": {"records": STEP_RECORDS, "batch_size": len(STEP_RECORDS),
-                                                "trainable": "all"},
-                                       "adamw": dict(ADAMW, trainable="all", records=list(range(len(RECORDS))),
-                                                     weight_decay_on="parameters with ndim >= 2")}),
-        "schedule": json.dumps(SCHEDULE),
-        "no_grad_parameters": json.dumps(missing_none),
-        "records": json.dumps(records_meta),
-        "kept_counts": json.dumps([[int(k.numel()) for k in kb] if kb is not None else None for kb in info["kept"]]),
-        "final_parameters": json.dumps(FINAL_PARAMETERS),
-        "pad_token_id": str(pad_token_id), "image_token_id": str(image_token_id),
+    metadata = training_metadata(SCHEDULE, len(RECORDS), none, pdrop, records_meta, FINAL_PARAMETERS,
+                                 pad_token_id, image_token_id)
+    metadata.update({
         "tokens_per_image": str(n_image),
         "model": "Tests/Fixtures/tiny-llava (fp32 from BF16, eager attention)",
         "source": "tools/reference/make_training_fixtures.py (training_reference.py) on torch "
                   f"{torch.__version__}, transformers {__import__('transformers').__version__}; spec docs/TRAINING.md",
         "sanity": json.dumps(sanity),
-    }
-    path = os.path.join(args.out, "reference-train.safetensors")
-    save_reference(path, tensors, metadata)
-    for k, v in sanity.items():
-        print(f"  sanity {k}: {v}")
-    print(f"wrote {path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors ({time.time() - started:.0f} s)")
+    })
+    write_reference(os.path.join(args.out, "reference-train.safetensors"), tensors, metadata, sanity, started)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,16 @@ def stack_image_inputs(inputs):
     return {"pixel_values": torch.stack(padded), "image_sizes": torch.stack([x["image_sizes"] for x in inputs])}
 
 
+def double_image_inputs(inputs):
+    """Image inputs (a sample's or a batch's) in float64: a LLaVA-1.5 tensor, or a LLaVA-NeXT dict
+    with pixel_values in float64 and image_sizes as they are; None stays None."""
+    if inputs is None:
+        return None
+    if isinstance(inputs, dict):
+        return {"pixel_values": inputs["pixel_values"].double(), "image_sizes": inputs["image_sizes"]}
+    return inputs.double()
+
+
 # --------------------------------------------------------------------------------------------
 # Batches (§3)
 # --------------------------------------------------------------------------------------------
