@@ -15,6 +15,7 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case imageSizeMismatch(file: String, width: Int, height: Int, expected: Int)
     case noGridResolution(file: String, maxTiles: Int)
     case maxTilesWithoutAnyres(directory: String)
+    case padToSquareWithAnyres(directory: String)
     case keptPictureNeedsSingleTile(directory: String)
 
     public var description: String {
@@ -33,6 +34,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
             return "\(file): no image_grid_pinpoints resolution has at most \(maxTiles) tiles (--max-tiles)"
         case let .maxTilesWithoutAnyres(directory):
             return "\(directory): --max-tiles applies to LLaVA-NeXT checkpoints (anyres tiles); this one takes one tile per image"
+        case let .padToSquareWithAnyres(directory):
+            return "\(directory): --pad-to-square is LLaVA-1.5's preprocessing; LLaVA-NeXT resizes and pads into its grid resolution"
         case let .keptPictureNeedsSingleTile(directory):
             return "\(directory): --save-kept draws LLaVA-1.5's single 336-pixel view; LLaVA-NeXT's anyres block is not drawn yet (--json gives keptImageTokens)"
         case let .promptTooLong(tokens, imageTokens, context):
@@ -88,6 +91,7 @@ public final class LlavaPipeline {
             .first(where: { FileManager.default.fileExists(atPath: $0.path) })
         else { throw PipelineError.missingFile(directory: directory.path, expected: candidates) }
         if llava.configuration.isNext {
+            if padToSquare { throw PipelineError.padToSquareWithAnyres(directory: directory.path) }
             var config = try AnyresProcessorConfig.load(contentsOf: processorURL)
             if let maxTiles {
                 let side = config.tileSide

@@ -86,6 +86,9 @@ import Vision
         #expect(throws: PipelineError.noGridResolution(file: Fixtures.url("tiny-llava-next/preprocessor_config.json").path, maxTiles: 0)) {
             _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava-next"), maxTiles: 0)
         }
+        #expect(throws: PipelineError.padToSquareWithAnyres(directory: Fixtures.url("tiny-llava-next").path)) {
+            _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava-next"), padToSquare: true)
+        }
         #expect(throws: PipelineError.maxTilesWithoutAnyres(directory: Fixtures.url("tiny-llava").path)) {
             _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava"), maxTiles: 4)
         }
