@@ -31,6 +31,14 @@ demo: build
 	$(PDROP) generate --model $(DEMO_MODEL) --image $(DEMO_IMAGE) --prompt $(DEMO_QUESTION) \
 		--max-new-tokens 1 --save-kept .build/kept-tokens.png > /dev/null
 	@echo "kept-token picture (one panel per stage): .build/kept-tokens.png"
+	@echo "== LLaVA-NeXT (anyres tiles, image_newline), PyramidDrop over the whole block"
+	$(PDROP) generate --model Tests/Fixtures/tiny-llava-next --image Tests/Fixtures/anyres/chelsea-451x300.png \
+		--prompt $(DEMO_QUESTION) --max-new-tokens 8
+	@echo "== training with PyramidDrop: 4 steps, then the checkpoint answers"
+	rm -rf .build/demo-train
+	$(PDROP) train --model $(DEMO_MODEL) --data Tests/Fixtures/training/data.json --images Tests/Fixtures/training/images \
+		--steps 4 --batch-size 2 --lr 1e-3 --output .build/demo-train
+	$(PDROP) generate --model .build/demo-train --image $(DEMO_IMAGE) --prompt $(DEMO_QUESTION) --max-new-tokens 8
 	$(PDROP) flops --preset llava-1.5-7b
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
