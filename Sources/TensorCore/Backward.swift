@@ -82,13 +82,7 @@ public func layerNormBackward(
     ThreadPool.parallelFor(rows, minimumPerThread: 16) { range in
         for row in range {
             let x = input + row * dim, n = normalized + row * dim, dy = doutput + row * dim
-            var mean: Float = 0
-            for i in 0..<dim { mean += x[i] }
-            mean /= Float(dim)
-            var variance: Float = 0
-            for i in 0..<dim { variance += (x[i] - mean) * (x[i] - mean) }
-            variance /= Float(dim)
-            let r = 1 / (variance + epsilon).squareRoot()
+            let (mean, r) = layerNormStatistics(x, dim: dim, epsilon: epsilon)
             for i in 0..<dim { n[i] = (x[i] - mean) * r }
             guard let dinput else { continue }
             var meanGradient: Float = 0, meanGradientTimesNormalized: Float = 0

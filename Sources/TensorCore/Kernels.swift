@@ -31,16 +31,22 @@ public func layerNormForward(
         for row in range {
             let x = input + row * dim
             let y = output + row * dim
-            var mean: Float = 0
-            for i in 0..<dim { mean += x[i] }
-            mean /= Float(dim)
-            var variance: Float = 0
-            for i in 0..<dim { variance += (x[i] - mean) * (x[i] - mean) }
-            variance /= Float(dim)
-            let inverseRoot = 1 / (variance + epsilon).squareRoot()
+            let (mean, inverseRoot) = layerNormStatistics(x, dim: dim, epsilon: epsilon)
             for i in 0..<dim { y[i] = (x[i] - mean) * inverseRoot * weight[i] + bias[i] }
         }
     }
+}
+
+/// The mean of row x(dim) and 1/sqrt(biased variance + ε), as PyTorch's LayerNorm computes them.
+@inline(__always)
+func layerNormStatistics(_ x: UnsafePointer<Float>, dim: Int, epsilon: Float) -> (mean: Float, inverseRoot: Float) {
+    var mean: Float = 0
+    for i in 0..<dim { mean += x[i] }
+    mean /= Float(dim)
+    var variance: Float = 0
+    for i in 0..<dim { variance += (x[i] - mean) * (x[i] - mean) }
+    variance /= Float(dim)
+    return (mean, 1 / (variance + epsilon).squareRoot())
 }
 
 /// accumulator(count) += addend(count).
