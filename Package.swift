@@ -32,24 +32,27 @@ let package = Package(
         // Configurations, weights and forward passes of the model parts; applies reductions.
         // (Vision for LLaVA-NeXT's anyres feature grid, which the processor and the model share.)
         .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
-        // What the command line (and later a server) share: loading, prefill/decode, sampling.
+        // What the command line, evaluation and a server share: the inference session (requests,
+        // conversation templates, images), generation with sampling, streaming and stop conditions.
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.
         .target(name: "Training", dependencies: ["Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
+        // Benchmarks: machine peaks, the paper's model presets, inference and training timings, reports.
+        .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["Engine", "Models", "Training", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Engine", "Models", "Training", "Benchmarks", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
-        .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
-        .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction"]),
+        .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction", "Benchmarks"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision"]),
         .testTarget(
             name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "Vision", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Engine", "TensorCore", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Tokenizer", "TensorCore"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Tokenizer", "TensorCore", "TokenReduction", "Vision", "SafeTensors", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

@@ -54,17 +54,3 @@ public enum KeptTokensPicture {
         return RGBImage(width: width, height: height, pixels: pixels)
     }
 }
-
-extension LlavaPipeline {
-    /// Writes the kept-token picture of `imageFiles` (one row each) to `path` as PNG.
-    public func saveKeptPicture(imageFiles: [URL], keptImageTokens: [[[Int]]], to path: String) throws {
-        if anyresProcessor != nil { throw PipelineError.keptPictureNeedsSingleTile(directory: directory.path) }
-        let rows = try imageFiles.enumerated().map { index, file in
-            let view = try imageProcessor.geometricallyTransformed(try ImageDecoder.decode(contentsOf: file))
-            return KeptTokensPicture.render(
-                image: view, patchesPerSide: llava.visionTower.patchesPerSide,
-                keptPerDrop: keptImageTokens.map { $0.indices.contains(index) ? $0[index] : [] })
-        }
-        try PNGEncoder.write(KeptTokensPicture.stack(rows), to: URL(fileURLWithPath: path))
-    }
-}

@@ -6,7 +6,7 @@ public enum ReductionKind: String, CaseIterable, Codable, Sendable {
     case none, fastv, pdrop
 }
 
-/// A reduction as the command line describes it; `makeReducer` turns it into a strategy for a
+/// A reduction as a request describes it (the command line's flags, a server's JSON); `makeReducer` turns it into a strategy for a
 /// given decoder, validating every combination.
 public struct ReductionRequest: Equatable, Sendable {
     public var kind: ReductionKind = .pdrop
@@ -32,22 +32,22 @@ public struct ReductionRequest: Equatable, Sendable {
         switch kind {
         case .none:
             if scheduleFlags || fastVFlags || budget != nil {
-                throw ReductionSettingError.invalid("--reduction none takes no schedule, FastV or budget options")
+                throw ReductionSettingError.invalid("no reduction takes no schedule, FastV setting or budget")
             }
             return NoReduction()
         case .pdrop:
-            if fastVFlags { throw ReductionSettingError.invalid("--fastv-layer/--fastv-ratio need --reduction fastv") }
+            if fastVFlags { throw ReductionSettingError.invalid("a FastV layer or ratio needs the fastv reduction") }
             if budget != nil && scheduleFlags {
-                throw ReductionSettingError.invalid("give either a budget or a schedule (--layers/--ratios or --lambda/--stages), not both")
+                throw ReductionSettingError.invalid("give either a budget or a schedule (layers with ratios, or λ with stages), not both")
             }
             if (layers != nil || ratios != nil) && (lambda != nil || stages != nil) {
-                throw ReductionSettingError.invalid("give either --layers with --ratios or --lambda with --stages, not both")
+                throw ReductionSettingError.invalid("give either layers with ratios or λ with stages, not both")
             }
             let schedule: PyramidDropSchedule
             if let budget {
                 schedule = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).schedule
             } else if layers != nil || ratios != nil {
-                guard let layers, let ratios else { throw ReductionSettingError.invalid("--layers and --ratios go together") }
+                guard let layers, let ratios else { throw ReductionSettingError.invalid("a schedule's layers and ratios go together") }
                 schedule = try PyramidDropSchedule(layers: layers, ratios: ratios, layerCount: decoder.layers)
             } else if lambda != nil || stages != nil {
                 schedule = try PyramidDropSchedule(lambda: lambda ?? 0.5, stages: stages ?? 4, layerCount: decoder.layers)
@@ -56,8 +56,8 @@ public struct ReductionRequest: Equatable, Sendable {
             }
             return PyramidDropReducer(schedule: schedule, positionMode: positions ?? .reindex)
         case .fastv:
-            if scheduleFlags { throw ReductionSettingError.invalid("--layers/--ratios/--lambda/--stages need --reduction pdrop") }
-            if budget != nil && fastVFlags { throw ReductionSettingError.invalid("give either a budget or --fastv-layer/--fastv-ratio, not both") }
+            if scheduleFlags { throw ReductionSettingError.invalid("a schedule (layers, ratios, λ, stages) needs the pdrop reduction") }
+            if budget != nil && fastVFlags { throw ReductionSettingError.invalid("give either a budget or a FastV layer and ratio, not both") }
             let setting: FastVSetting
             if let budget {
                 setting = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).fastV

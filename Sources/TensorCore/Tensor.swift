@@ -37,6 +37,12 @@ public final class Tensor: @unchecked Sendable {
     /// Size of dimension `axis`; negative axes count from the end.
     public func size(_ axis: Int) -> Int { shape[axis < 0 ? shape.count + axis : axis] }
 
+    /// Scoped access to the elements: the tensor is kept alive for the whole of `body`, which a
+    /// bare `pointer` read from a temporary does not promise.
+    public func withPointer<Result>(_ body: (UnsafeMutablePointer<Float>) throws -> Result) rethrows -> Result {
+        try withExtendedLifetime(self) { try body(pointer) }
+    }
+
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 
     public func toArray() -> [Float] { Array(buffer) }

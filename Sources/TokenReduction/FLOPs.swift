@@ -202,36 +202,3 @@ public struct FLOPsReport: Codable, Equatable, Sendable {
         try c.encode(note, forKey: .note)
     }
 }
-
-/// The shapes of the paper's models, for `pdrop flops` and benchmarks without weights.
-public struct ModelPreset: Sendable {
-    public let name: String
-    public let decoder: DecoderShape
-    public let vision: VisionShape
-    /// Image tokens of one image: 576 for LLaVA-1.5; the paper's 2880 for LLaVA-NeXT (anyres).
-    public let imageTokens: Int
-    /// Vision tiles per image (1 for LLaVA-1.5; base + 4 tiles for LLaVA-NeXT).
-    public let tiles: Int
-
-    static let vicuna7B = DecoderShape(layers: 32, hidden: 4096, intermediate: 11008, heads: 32, keyValueHeads: 32, headDim: 128, vocabulary: 32064)
-    static let clipLarge336 = VisionShape(hidden: 1024, intermediate: 4096, heads: 16, layersRun: 23, patchSize: 14, channels: 3, patchesPerTile: 576)
-
-    public static let llava15_7B = ModelPreset(name: "llava-1.5-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 576, tiles: 1)
-    public static let llavaNext7B = ModelPreset(name: "llava-next-7b", decoder: vicuna7B, vision: clipLarge336, imageTokens: 2880, tiles: 5)
-    /// A small shape with LLaVA-1.5's token counts, for CI: the same code paths in seconds.
-    public static let small = ModelPreset(
-        name: "small",
-        decoder: DecoderShape(layers: 8, hidden: 256, intermediate: 688, heads: 8, keyValueHeads: 4, headDim: 32, vocabulary: 32064),
-        vision: VisionShape(hidden: 128, intermediate: 512, heads: 4, layersRun: 3, patchSize: 14, channels: 3, patchesPerTile: 576),
-        imageTokens: 576, tiles: 1)
-    /// A 270M-parameter LLaVA with LLaVA-NeXT's 2880-token anyres block (5 tiles): fp32 training
-    /// (parameters, gradients, Adam moments) fits this machine; for `pdrop bench --train`.
-    public static let trainNext = ModelPreset(
-        name: "train-next",
-        decoder: DecoderShape(layers: 16, hidden: 1024, intermediate: 2816, heads: 16, keyValueHeads: 16, headDim: 64, vocabulary: 32064),
-        vision: VisionShape(hidden: 256, intermediate: 1024, heads: 4, layersRun: 4, patchSize: 14, channels: 3, patchesPerTile: 576),
-        imageTokens: 2880, tiles: 5)
-    public static let all = [llava15_7B, llavaNext7B, small, trainNext]
-
-    public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
-}

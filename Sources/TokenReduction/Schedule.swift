@@ -55,8 +55,8 @@ public struct PyramidDropSchedule: Equatable, Codable, Sendable {
     /// The paper's form: `stages` equal stages over the decoder (a drop after every J/stages
     /// layers, J = layerCount) with ratio λ^s after stage s.
     public init(lambda: Double, stages: Int, layerCount: Int) throws {
-        if stages < 2 { throw ReductionSettingError.invalid("--stages must be at least 2 (one drop), got \(stages)") }
-        if stages > layerCount { throw ReductionSettingError.invalid("--stages \(stages) exceeds the \(layerCount) decoder layers") }
+        if stages < 2 { throw ReductionSettingError.invalid("a schedule needs at least 2 stages (one drop), got \(stages)") }
+        if stages > layerCount { throw ReductionSettingError.invalid("\(stages) stages exceed the \(layerCount) decoder layers") }
         if !(lambda > 0 && lambda <= 1) { throw ReductionSettingError.invalid("--lambda \(lambda) is outside (0, 1]") }
         let layers = (1..<stages).map { $0 * layerCount / stages }
         let ratios = (1..<stages).map { pow(lambda, Double($0)) }

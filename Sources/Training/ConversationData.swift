@@ -1,10 +1,12 @@
+import Engine
 import Foundation
+import Models
 import TensorCore
 import Tokenizer
 import Vision
 
 // The training data of docs/TRAINING.md §1–3: LLaVA's conversation JSON, the Vicuna v1 template
-// with its labels, the image-token expansion, the sample stream and padded batches.
+// with its labels, the image-token expansion and the sample stream.
 
 /// The label of a token the loss does not learn (PyTorch's `ignore_index`, LLaVA's `IGNORE_INDEX`).
 public let ignoreLabel = -100
@@ -124,21 +126,6 @@ public enum ConversationDataError: Error, Equatable, CustomStringConvertible {
 
 // MARK: - Records
 
-/// One turn of a conversation.
-public struct ConversationTurn: Equatable, Sendable {
-    public enum Role: String, Sendable {
-        case human, gpt
-    }
-
-    public let role: Role
-    public let value: String
-
-    public init(role: Role, value: String) {
-        self.role = role
-        self.value = value
-    }
-}
-
 /// A record whose structure has been checked: an object whose `conversations` alternate human
 /// and gpt turns, starting with human, with at least one answer, and whose `image` (if any) is a
 /// file name. The `<image>` placeholders and the image file are checked by `TrainingSample.make`.
@@ -211,7 +198,7 @@ public struct ConversationRecord: Equatable, Sendable {
         var placeholders = 0
         var firstInAnswer: Int?
         for (index, turn) in turns.enumerated() {
-            let count = occurrences(of: VicunaV1.imagePlaceholder, in: turn.value)
+            let count = occurrences(of: ConversationTemplate.imagePlaceholder, in: turn.value)
             if count > 0 && turn.role == .gpt && firstInAnswer == nil { firstInAnswer = index }
             placeholders += count
         }
@@ -252,39 +239,12 @@ private func occurrences(of needle: String, in haystack: String) -> Int {
 
 // MARK: - Template and labels
 
-/// LLaVA's `conv_vicuna_v1` template and the labels of TRAINING.md §2.
-public enum VicunaV1 {
-    public static let systemPrompt =
-        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
-    public static let imagePlaceholder = "<image>"
-    static let endOfAnswer = "</s>"
-
-    /// The text of a conversation and, for each answer, the text up to right after its
-    /// `ASSISTANT:` and up to right after its `</s>` (exact prefixes of `text`, scalar for scalar).
-    public static func render(_ turns: [ConversationTurn]) -> (text: String, answerPrefixes: [(start: String, end: String)]) {
-        var text = systemPrompt + " "
-        var prefixes: [(start: String, end: String)] = []
-        for turn in turns {
-            switch turn.role {
-            case .human:
-                // conv_vicuna_v1's get_prompt: role + ": " + message + sep (" "); a trailing
-                // human turn is rendered the same way and learns nothing.
-                text += "USER: " + turn.value + " "
-            case .gpt:
-                text += "ASSISTANT:"
-                let start = text
-                text += " " + turn.value + endOfAnswer
-                prefixes.append((start, text))
-            }
-        }
-        return (text, prefixes)
-    }
-
-    /// Ids of the conversation (with `<s>` first and one id per `<image>`) and their labels:
-    /// each answer's tokens from its leading space through its `</s>`, `ignoreLabel` elsewhere.
-    /// Spans are located by tokenizing the prefixes; one that is not a prefix of the ids is a
-    /// tokenization mismatch.
-    public static func tokenize(_ turns: [ConversationTurn], tokenizer: Tokenizer) throws(BadRecordReason) -> (ids: [Int], labels: [Int]) {
+extension ConversationTemplate {
+    /// Ids of the conversation (with `<s>` first and one id per `<image>`) and their labels, as
+    /// TRAINING.md §2 fixes them: each answer's tokens from its leading space through its `</s>`,
+    /// `ignoreLabel` elsewhere. Spans are located by tokenizing the prefixes; one that is not a
+    /// prefix of the ids is a tokenization mismatch.
+    public func tokenizeWithLabels(_ turns: [ConversationTurn], tokenizer: Tokenizer) throws(BadRecordReason) -> (ids: [Int], labels: [Int]) {
         let (text, answerPrefixes) = render(turns)
         let ids = tokenizer.encode(text, addSpecialTokens: true)
         var labels = [Int](repeating: ignoreLabel, count: ids.count)
@@ -304,24 +264,10 @@ public enum VicunaV1 {
     }
 }
 
-/// `ids` and `labels` with the single image-token id expanded to `tokensPerImage` copies
-/// (label `ignoreLabel`), as llava-hf's processor expands `<image>`; `imageBlock` is where the
-/// copies sit. Without an image-token id the inputs come back unchanged with no block.
-public func expandImageToken(
-    ids: [Int], labels: [Int], imageTokenID: Int, tokensPerImage: Int
-) -> (ids: [Int], labels: [Int], imageBlock: Range<Int>?) {
-    precondition(ids.count == labels.count, "ids (\(ids.count)) and labels (\(labels.count)) differ in length")
-    guard let position = ids.firstIndex(of: imageTokenID) else { return (ids, labels, nil) }
-    var expandedIds = ids, expandedLabels = labels
-    expandedIds.replaceSubrange(position...position, with: repeatElement(imageTokenID, count: tokensPerImage))
-    expandedLabels.replaceSubrange(position...position, with: repeatElement(ignoreLabel, count: tokensPerImage))
-    return (expandedIds, expandedLabels, position..<(position + tokensPerImage))
-}
-
 // MARK: - Samples
 
 /// Image tokens an image of (height, width) pixels becomes, for models where it varies
-/// (LLaVA-NeXT's anyres block): e.g. `LlavaPipeline.imageTokenCount(height:width:)`.
+/// (LLaVA-NeXT's anyres block): e.g. `InferenceSession.imageTokenCount`.
 public typealias ImageTokenCount = @Sendable (_ height: Int, _ width: Int) -> Int
 
 /// Positions i whose label is ignored while the next one is not: the last token before each
@@ -384,15 +330,17 @@ public struct TrainingSample: Equatable, Sendable {
             imageFile = file
         }
         try record.checkImagePlaceholders()
-        let (ids, labels) = try VicunaV1.tokenize(record.turns, tokenizer: tokenizer)
+        let (ids, labels) = try ConversationTemplate.vicunaV1.tokenizeWithLabels(record.turns, tokenizer: tokenizer)
         let expectedImageTokens = record.image == nil ? 0 : 1
         let foundImageTokens = ids.lazy.filter { $0 == imageTokenID }.count
         if foundImageTokens != expectedImageTokens {
             throw .imageTokenCount(found: foundImageTokens, expected: expectedImageTokens, imageTokenID: imageTokenID)
         }
-        let expanded = expandImageToken(ids: ids, labels: labels, imageTokenID: imageTokenID, tokensPerImage: imageTokens)
+        let expanded = expandImageTokens(
+            ids: ids, labels: labels, imageTokenId: imageTokenID, counts: record.image == nil ? [] : [imageTokens], ignoredLabel: ignoreLabel)
         if expanded.ids.count > contextLength { throw .longerThanContext(tokens: expanded.ids.count, contextLength: contextLength) }
-        return TrainingSample(id: record.id, inputIds: expanded.ids, labels: expanded.labels, imageFile: imageFile, imageBlock: expanded.imageBlock)
+        return TrainingSample(
+            id: record.id, inputIds: expanded.ids, labels: expanded.labels ?? labels, imageFile: imageFile, imageBlock: expanded.blocks.first)
     }
 }
 
@@ -570,46 +518,3 @@ public struct SampleStream: Sendable {
 }
 
 // MARK: - Batches
-
-/// Samples right-padded to the longest one (TRAINING.md §3): padding has `padTokenID`, label
-/// `ignoreLabel` and attention mask 0. With a causal mask a sample never sees its padding, so
-/// the engine may run each sample over its own `lengths[b]` rows.
-public struct PaddedBatch: Sendable {
-    public let samples: [TrainingSample]
-    /// B
-    public let batchSize: Int
-    /// T, the longest sample's length.
-    public let length: Int
-    /// (B, T) row-major.
-    public let inputIds: [Int]
-    /// (B, T) row-major; `ignoreLabel` on padding.
-    public let labels: [Int]
-    /// (B, T) row-major; 1 on a sample's tokens, 0 on padding.
-    public let attentionMask: [Int]
-    /// (B) each sample's own length.
-    public let lengths: [Int]
-
-    public init(samples: [TrainingSample], padTokenID: Int) {
-        self.samples = samples
-        batchSize = samples.count
-        lengths = samples.map(\.length)
-        length = lengths.max() ?? 0
-        var inputIds = [Int](repeating: padTokenID, count: batchSize * length)
-        var labels = [Int](repeating: ignoreLabel, count: batchSize * length)
-        var attentionMask = [Int](repeating: 0, count: batchSize * length)
-        for (row, sample) in samples.enumerated() {
-            let start = row * length
-            inputIds.replaceSubrange(start..<(start + sample.length), with: sample.inputIds)
-            labels.replaceSubrange(start..<(start + sample.length), with: sample.labels)
-            attentionMask.replaceSubrange(start..<(start + sample.length), with: repeatElement(1, count: sample.length))
-        }
-        self.inputIds = inputIds
-        self.labels = labels
-        self.attentionMask = attentionMask
-    }
-
-    /// (T) the padded ids of sample `row`.
-    public func inputIds(row: Int) -> ArraySlice<Int> { inputIds[(row * length)..<((row + 1) * length)] }
-    /// (T) the padded labels of sample `row`.
-    public func labels(row: Int) -> ArraySlice<Int> { labels[(row * length)..<((row + 1) * length)] }
-}

@@ -20,13 +20,13 @@ public struct StepReport: Sendable {
     public let layerTokens: Int
     public let seconds: Double
     /// Per sample of the batch, per drop, per image block: the kept image tokens.
-    public let keptImageTokens: [[[[Int]]]]
+    public let keptImageTokens: [KeptImageTokens]
 }
 
 /// The training loop's state: the model with its fp32 parameters, the optimizer and the data
 /// stream. One `trainStep` = one batch forward + backward + AdamW update.
 public final class Trainer {
-    public let pipeline: LlavaPipeline
+    public let pipeline: InferenceSession
     public let model: TrainingModel
     public let optimizer: AdamW
     public private(set) var stream: SampleStream
@@ -37,16 +37,16 @@ public final class Trainer {
 
     /// `pipeline` must have been loaded with `copiesToFloat32`.
     public init(
-        pipeline: LlavaPipeline, samples: [TrainingSample], trainable: TrainableParts, reducer: VisualTokenReducer,
+        pipeline: InferenceSession, samples: [TrainingSample], trainable: TrainableParts, reducer: VisualTokenReducer,
         optimizer settings: OptimizerSettings, batchSize: Int, shuffleSeed: UInt64? = nil, settingsDescription: String = ""
     ) throws {
         try settings.validate()
-        if batchSize < 1 { throw TrainingSettingError.invalid("--batch-size must be at least 1, got \(batchSize)") }
-        guard let layout = pipeline.loaded.llavaLayout, !pipeline.loaded.float32Tensors.isEmpty else {
+        if batchSize < 1 { throw TrainingSettingError.invalid("the batch size must be at least 1, got \(batchSize)") }
+        guard let llava = pipeline.loaded.llava, let layout = pipeline.loaded.llavaLayout, !pipeline.loaded.float32Tensors.isEmpty else {
             throw TrainingSettingError.invalid("\(pipeline.directory.path): training needs a LLaVA checkpoint loaded as fp32")
         }
         self.pipeline = pipeline
-        model = TrainingModel(llava: pipeline.llava, layout: layout, parameters: pipeline.loaded.float32Tensors, trainable: trainable)
+        model = TrainingModel(llava: llava, layout: layout, parameters: pipeline.loaded.float32Tensors, trainable: trainable)
         optimizer = AdamW(settings: settings, names: model.trainableNames, parameters: model.parameters)
         stream = try SampleStream(samples: samples, shuffleSeed: shuffleSeed)
         self.reducer = reducer

@@ -29,7 +29,7 @@ public struct SampleOutcome: Sendable {
     public let labelledTokens: Int
     /// Per drop and image block: the kept image tokens (indices 0..<N, increasing); empty when
     /// nothing was dropped.
-    public let keptImageTokens: [[[Int]]]
+    public let keptImageTokens: KeptImageTokens
     /// Tokens each decoder layer processed.
     public let tokensPerLayer: [Int]
 }
@@ -55,7 +55,7 @@ public final class TrainingModel {
         self.parameters = parameters
         self.trainable = trainable
         let buffers = GradientBuffers(mirroring: parameters)
-        gradientModel = LlavaModel(configuration: llava.configuration, loader: buffers, layout: layout)
+        gradientModel = type(of: llava).init(configuration: llava.configuration, loader: buffers, layout: layout)
         gradients = buffers.tensors
     }
 
@@ -95,14 +95,44 @@ public final class TrainingModel {
 
     /// Forward and backward of one sample: inputIds(T) with `<image>` already expanded,
     /// labels(T) (-100 where nothing is learned), and its images in order (none for a text-only
-    /// sample): each one tile (LLaVA-1.5) or LLaVA-NeXT's tiles and grid, one block of image tokens each.
-    /// Gradients of the loss Σ CE · `lossScale` are ADDED to `gradients` (call `zeroGradients`
-    /// once per batch; pass 1 / labelled tokens of the batch for transformers' mean).
+    /// sample), one block of image tokens each. Gradients of the loss Σ CE · `lossScale` are
+    /// ADDED to `gradients` (call `zeroGradients` once per batch; pass 1 / labelled tokens of the
+    /// batch for transformers' mean).
     public func accumulate(
         sample: String, inputIds: [Int], labels: [Int], images: [ImageInput], reducer: VisualTokenReducer, lossScale: Float
     ) throws -> SampleOutcome {
-        let languageModel = llava.languageModel
-        let vocabulary = languageModel.vocabularySize
+        try check(sample: sample, inputIds: inputIds, labels: labels, reducer: reducer)
+        let imagesForward = images.map(imageForward)
+        let embeddings = try llava.embed(tokens: inputIds, imageFeatures: imagesForward.map(\.features))  // (T, hidden)
+        let imageRows = llava.imageBlocks(in: inputIds, counts: imagesForward.map { $0.features.size(0) })
+        let decoder = try decoderForward(embeddings, labels: labels, imageRows: imageRows, reducer: reducer)
+        let loss = lossForwardBackward(decoder, lossScale: lossScale)
+        let outcome = SampleOutcome(
+            lossSum: loss.sum, labelledTokens: loss.rows.count, keptImageTokens: decoder.keptImageTokens, tokensPerLayer: decoder.tokensPerLayer)
+
+        let trainsLanguage = trainable.contains(.language)
+        let needsImageGradient = !images.isEmpty && !trainable.isDisjoint(with: [.projector, .vision])
+        guard !loss.rows.isEmpty, trainsLanguage || needsImageGradient else { return outcome }
+        let dEmbeddings = decoderBackward(decoder, dLastHidden: loss.dHidden, lossRows: loss.rows)  // (T, hidden)
+        if trainsLanguage {
+            let table = gradientModel.languageModel.embedTokens.floats, width = dEmbeddings.size(1)
+            for (row, token) in inputIds.enumerated() where token != llava.imageTokenId {
+                let destination = table + token * width, source = dEmbeddings.pointer + row * width
+                for i in 0..<width { destination[i] += source[i] }
+            }
+        }
+        if needsImageGradient {
+            // `imageBlocks` gives one block per image, in order: image k's features fed block k.
+            for (image, block) in imageRows.enumerated() {
+                imageBackward(imagesForward[image], image: images[image], dBlock: dEmbeddings.copyRows(block))
+            }
+        }
+        return outcome
+    }
+
+    /// Checks the labels against the ids and the vocabulary, and that the reducer can train.
+    func check(sample: String, inputIds: [Int], labels: [Int], reducer: VisualTokenReducer) throws {
+        let vocabulary = llava.languageModel.vocabularySize
         guard labels.count == inputIds.count else {
             throw TrainingInputError.labelsLengthMismatch(sample: sample, tokens: inputIds.count, labels: labels.count)
         }
@@ -110,152 +140,145 @@ public final class TrainingModel {
             throw TrainingInputError.labelOutOfRange(sample: sample, position: position, label: label, vocabularySize: vocabulary)
         }
         if !reducer.dropLayers.isEmpty && reducer.scoring != .nextLayerQueryKey {
-            throw TrainingInputError.reductionNotTrainable("training supports --reduction none and pdrop (FastV is an inference baseline)")
+            throw TrainingInputError.reductionNotTrainable("training supports no reduction and PyramidDrop (FastV is an inference baseline)")
         }
-
-        // Vision tower and projector, tile by tile; LLaVA-NeXT then packs each image's tiles.
-        var visionTapes: [[VisionTape]] = [], projectorTapes: [[ProjectorTape]] = []  // [image][tile]
-        var imageFeatures: [Tensor] = []
-        for image in images {
-            var tileFeatures: [Tensor] = []
-            var visions: [VisionTape] = [], projections: [ProjectorTape] = []
-            for tile in image.tiles {
-                let (states, tape) = llava.visionTower.trainingForward(pixelValues: tile, featureIndices: llava.resolvedVisionFeatureLayers)
-                let (projected, projection) = llava.projector.trainingForward(llava.visionFeatures(hiddenStates: states))
-                visions.append(tape)
-                projections.append(projection)
-                tileFeatures.append(projected)
-            }
-            visionTapes.append(visions)
-            projectorTapes.append(projections)
-            imageFeatures.append(image.grid.map { llava.nextImageFeatures(tileFeatures: tileFeatures, grid: $0) } ?? tileFeatures[0])
-        }
-        var hidden = try llava.embed(tokens: inputIds, imageFeatures: imageFeatures)  // (T, hidden)
-        let imageRows = llava.imageBlocks(in: inputIds, counts: imageFeatures.map { $0.size(0) })
-
-        // Decoder, dropping image tokens after the schedule's layers.
-        var positions = Array(inputIds.indices)
-        var currentLabels = labels
-        var blocks = imageRows.map { ImageBlockState(rows: $0) }
-        let drops = blocks.isEmpty || answerQueryRows(labels: labels).isEmpty ? [] : reducer.dropLayers
-        var tapes: [DecoderLayerActivations] = []
-        var keptRowsAfterLayer: [Int: (kept: [Int], sourceRows: Int)] = [:]
-        var keptImageTokens: [[[Int]]] = []
-        for layer in languageModel.layers.indices {
-            let (output, tape) = languageModel.forwardKeepingActivations(layer: layer, input: hidden, positions: positions)
-            tapes.append(tape)
-            hidden = output
-            guard let drop = drops.firstIndex(of: layer + 1) else { continue }
-            let scores = languageModel.queryAttention(
-                layer: layer + 1, input: hidden, positions: positions, queryRows: answerQueryRows(labels: currentLabels))
-            let plan = DropPlan(scores: scores, blocks: blocks, reducer: reducer, drop: drop)
-            keptRowsAfterLayer[layer] = (plan.keptRows, hidden.size(0))
-            keptImageTokens.append(plan.keptImageTokens)
-            hidden = gatherRows(hidden, plan.keptRows)
-            currentLabels = plan.keptRows.map { currentLabels[$0] }
-            positions = plan.positions(from: positions, mode: reducer.positionMode)
-            blocks = plan.blocks
-        }
-
-        // Loss on the positions whose next token is labelled: final norm and lm_head on those rows only.
-        let lossRows = currentLabels.indices.dropLast().filter { currentLabels[$0 + 1] != ignoreLabel }
-        let targets = lossRows.map { currentLabels[$0 + 1] }
-        let width = languageModel.hiddenSize
-        let lastHidden = gatherRows(hidden, Array(lossRows))  // (R, hidden)
-        let normed = Tensor(shape: lastHidden.shape)  // (R, hidden)
-        rmsNormForward(normed.pointer, lastHidden.pointer, languageModel.finalNorm.pointer, rows: lossRows.count, dim: width,
-                       epsilon: languageModel.configuration.rmsNormEps)
-        let logits = Tensor(shape: [lossRows.count, vocabulary])  // (R, vocab)
-        BLAS.matmulTransposedB(logits.pointer, normed.pointer, languageModel.lmHead.floats, m: lossRows.count, n: vocabulary, k: width)
-        let dLogits = Tensor(shape: logits.shape)  // (R, vocab)
-        let lossSum = crossEntropyForwardBackward(
-            dlogits: dLogits.pointer, logits: logits.pointer, targets: targets, vocab: vocabulary, gradientScale: lossScale)
-        let outcome = SampleOutcome(
-            lossSum: lossSum, labelledTokens: lossRows.count, keptImageTokens: keptImageTokens, tokensPerLayer: tapes.map { $0.input.size(0) })
-
-        let trainsLanguage = trainable.contains(.language)
-        let needsImageGradient = !images.isEmpty && !trainable.isDisjoint(with: [.projector, .vision])
-        guard !lossRows.isEmpty, trainsLanguage || needsImageGradient else { return outcome }
-
-        // Backward: lm_head, final norm, the layers (scattering through each drop), embeddings.
-        let gradientLanguage = gradientModel.languageModel
-        let dNormed = Tensor(shape: normed.shape)  // (R, hidden)
-        linearBackward(
-            dinput: dNormed.pointer, dweight: trainsLanguage ? gradientLanguage.lmHead.floats : nil, dbias: nil,
-            doutput: dLogits.pointer, input: normed.pointer, weight: languageModel.lmHead.floats,
-            rows: lossRows.count, inFeatures: width, outFeatures: vocabulary)
-        let dLastHidden = Tensor(shape: normed.shape)  // (R, hidden)
-        rmsNormBackward(
-            dinput: dLastHidden.pointer, dweight: trainsLanguage ? gradientLanguage.finalNorm.pointer : nil, doutput: dNormed.pointer,
-            input: lastHidden.pointer, weight: languageModel.finalNorm.pointer, rows: lossRows.count, dim: width,
-            epsilon: languageModel.configuration.rmsNormEps)
-        var dHidden = scatterRows(dLastHidden, Array(lossRows), sourceRows: hidden.size(0))  // (T', hidden)
-        for layer in languageModel.layers.indices.reversed() {
-            if let drop = keptRowsAfterLayer[layer] { dHidden = scatterRows(dHidden, drop.kept, sourceRows: drop.sourceRows) }
-            dHidden = languageModel.trainingBackward(
-                layer: layer, tape: tapes[layer], doutput: dHidden, gradients: trainsLanguage ? gradientLanguage.layers[layer] : nil)
-        }
-        if trainsLanguage {
-            let table = gradientLanguage.embedTokens.floats
-            let imageToken = llava.configuration.imageTokenIndex
-            for (row, token) in inputIds.enumerated() where token != imageToken {
-                let destination = table + token * width, source = dHidden.pointer + row * width
-                for i in 0..<width { destination[i] += source[i] }
-            }
-        }
-        if needsImageGradient {
-            // `imageBlocks` gives one block per image, in order: image k's features fed block k.
-            let trainsVision = trainable.contains(.vision), trainsProjector = trainable.contains(.projector)
-            for (image, block) in imageRows.enumerated() {
-                let dBlock = dHidden.copyRows(block)  // (image tokens, hidden)
-                var dTiles = [dBlock]
-                if let grid = images[image].grid {
-                    dTiles = nextImageFeaturesBackward(
-                        dBlock, grid: grid, tileCount: images[image].tiles.count,
-                        dImageNewline: trainsProjector ? gradientModel.imageNewline : nil)
-                }
-                for (tile, dProjected) in dTiles.enumerated() {
-                    let dFeatures = llava.projector.trainingBackward(
-                        tape: projectorTapes[image][tile], doutput: dProjected,
-                        gradients: trainsProjector ? gradientModel.projector : nil, needsInputGradient: trainsVision)
-                    if trainsVision, let dFeatures {
-                        llava.visionTower.trainingBackward(
-                            tape: visionTapes[image][tile], dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
-                    }
-                }
-            }
-        }
-        withExtendedLifetime((normed, logits, dLogits, dNormed, dLastHidden, lastHidden)) {}
-        return outcome
     }
 
-    /// The backward of `LlavaModel.nextImageFeatures`: dblock(N, hidden) back to each tile's
-    /// (patches, hidden) gradient (zero where unpadding cut the tile), the newline rows summed
-    /// into `dImageNewline`(hidden).
-    func nextImageFeaturesBackward(_ dBlock: Tensor, grid: AnyresFeatureGrid, tileCount: Int, dImageNewline: Tensor?) -> [Tensor] {
-        let width = dBlock.size(1), side = grid.patchesPerTileSide
-        let patches = side.height * side.width
-        let dTiles = (0..<tileCount).map { _ in Tensor(shape: [patches, width]) }  // each (patches, hidden)
-        dTiles[0].pointer.update(from: dBlock.pointer, count: patches * width)
-        var row = patches
-        func addRow(into destination: UnsafeMutablePointer<Float>) {
-            let source = dBlock.pointer + row * width
-            for i in 0..<width { destination[i] += source[i] }
-            row += 1
+    // MARK: - Images
+
+    /// One image's forward: per tile the tower's and projector's activations, and the image's
+    /// assembled features (image tokens, hidden).
+    struct ImageForward {
+        let towers: [CLIPTowerActivations]
+        let projections: [ProjectorActivations]
+        let features: Tensor
+    }
+
+    /// The vision tower and projector tile by tile (the inference forwards, keeping activations),
+    /// then the family's assembly of the tiles into the image's features.
+    func imageForward(_ image: ImageInput) -> ImageForward {
+        var towers: [CLIPTowerActivations] = [], projections: [ProjectorActivations] = [], tileFeatures: [Tensor] = []
+        for tile in image.tiles {
+            let (states, tower) = llava.visionTower.hiddenStatesKeepingActivations(
+                pixelValues: tile, indices: llava.resolvedVisionFeatureLayers)
+            let (projected, projection) = llava.projector.forwardKeepingActivations(llava.visionFeatures(hiddenStates: states))
+            towers.append(tower!)
+            projections.append(projection)
+            tileFeatures.append(projected)
         }
-        let newline = dImageNewline?.pointer
-        guard tileCount > 1 else {
-            if let newline { addRow(into: newline) }
-            return dTiles
-        }
-        for y in grid.keptRows {
-            for x in grid.keptColumns {
-                let tile = 1 + (y / side.height) * grid.tileColumns + x / side.width
-                addRow(into: dTiles[tile].pointer + ((y % side.height) * side.width + x % side.width) * width)
+        return ImageForward(
+            towers: towers, projections: projections, features: llava.assembleImageFeatures(tileFeatures: tileFeatures, image: image))
+    }
+
+    /// Backward from one image's block gradient dBlock(image tokens, hidden) through the
+    /// assembly, the projector and (when it trains) the tower, into `gradients`.
+    func imageBackward(_ forward: ImageForward, image: ImageInput, dBlock: Tensor) {
+        let trainsVision = trainable.contains(.vision), trainsProjector = trainable.contains(.projector)
+        let dTiles = llava.assembleImageFeaturesBackward(dBlock, image: image, gradients: trainsProjector ? gradientModel : nil)
+        for (tile, dProjected) in dTiles.enumerated() {
+            let dFeatures = llava.projector.trainingBackward(
+                tape: forward.projections[tile], doutput: dProjected,
+                gradients: trainsProjector ? gradientModel.projector : nil, needsInputGradient: trainsVision)
+            if trainsVision, let dFeatures {
+                llava.visionTower.trainingBackward(
+                    tape: forward.towers[tile], dstates: visionStateGradients(dFeatures), gradients: gradientModel.visionTower)
             }
-            if let newline { addRow(into: newline) } else { row += 1 }
         }
-        return dTiles
+    }
+
+    // MARK: - Decoder
+
+    /// The decoder's forward over a sample, with what its backward needs.
+    struct DecoderForward {
+        /// (T', hidden): the last layer's output for the rows that reached it.
+        let hidden: Tensor
+        /// Labels of those rows (gathered through each drop).
+        let labels: [Int]
+        let activations: [DecoderLayerActivations]
+        /// After layer l (0-based): the rows kept and how many there were.
+        let drops: [Int: (kept: [Int], sourceRows: Int)]
+        let keptImageTokens: KeptImageTokens
+        let tokensPerLayer: [Int]
+    }
+
+    /// The layers from embeddings(T, hidden), dropping image tokens as the reducer says: the
+    /// reduction driver of inference, ranking by the answers' query rows (TRAINING.md §4).
+    func decoderForward(_ embeddings: Tensor, labels: [Int], imageRows: [Range<Int>], reducer: VisualTokenReducer) throws -> DecoderForward {
+        let languageModel = llava.languageModel
+        var currentLabels = labels
+        var activations: [DecoderLayerActivations] = []
+        var drops: [Int: (kept: [Int], sourceRows: Int)] = [:]
+        var driver = ReductionDriver(
+            reducer: reducer, imageBlocks: imageRows, positions: .sequential(embeddings.size(0)),
+            dropsEnabled: !imageRows.isEmpty && !answerQueryRows(labels: labels).isEmpty)
+        let hidden = driver.run(
+            hidden: embeddings, layerCount: languageModel.layers.count,
+            runLayer: { layer, input, positions in
+                let (output, layerActivations) = languageModel.forwardKeepingActivations(layer: layer, input: input, positions: positions)
+                activations.append(layerActivations)
+                return output
+            },
+            score: { layer, input, positions in
+                languageModel.queryAttention(layer: layer, input: input, positions: positions, queryRows: answerQueryRows(labels: currentLabels))
+            },
+            onDrop: { layer, plan in
+                drops[layer] = (plan.keptRows, currentLabels.count)
+                currentLabels = plan.keptRows.map { currentLabels[$0] }
+            })
+        return DecoderForward(
+            hidden: hidden, labels: currentLabels, activations: activations, drops: drops,
+            keptImageTokens: driver.keptImageTokens, tokensPerLayer: driver.tokensPerLayer)
+    }
+
+    /// Backward through the layers (scattering through each drop) from dLastHidden(R, hidden) on
+    /// the loss rows; returns the gradient of the embeddings (T, hidden).
+    func decoderBackward(_ forward: DecoderForward, dLastHidden: Tensor, lossRows: [Int]) -> Tensor {
+        let languageModel = llava.languageModel
+        let trainsLanguage = trainable.contains(.language)
+        var dHidden = scatterRows(dLastHidden, lossRows, sourceRows: forward.hidden.size(0))  // (T', hidden)
+        for layer in languageModel.layers.indices.reversed() {
+            if let drop = forward.drops[layer] { dHidden = scatterRows(dHidden, drop.kept, sourceRows: drop.sourceRows) }
+            dHidden = languageModel.trainingBackward(
+                layer: layer, tape: forward.activations[layer], doutput: dHidden,
+                gradients: trainsLanguage ? gradientModel.languageModel.layers[layer] : nil)
+        }
+        return dHidden
+    }
+
+    // MARK: - Loss
+
+    /// Cross-entropy on the positions whose next token is labelled (final norm and lm_head on
+    /// those rows only), and its backward to the final hidden rows: dHidden(R, hidden).
+    func lossForwardBackward(_ forward: DecoderForward, lossScale: Float) -> (sum: Double, rows: [Int], dHidden: Tensor) {
+        let languageModel = llava.languageModel
+        let labels = forward.labels
+        let lossRows = Array(labels.indices.dropLast().filter { labels[$0 + 1] != ignoreLabel })
+        let targets = lossRows.map { labels[$0 + 1] }
+        let width = languageModel.hiddenSize, vocabulary = languageModel.vocabularySize, epsilon = languageModel.configuration.rmsNormEps
+        let trainsLanguage = trainable.contains(.language)
+        let lastHidden = gatherRows(forward.hidden, lossRows)  // (R, hidden)
+        let normed = Tensor(shape: lastHidden.shape)  // (R, hidden)
+        let logits = Tensor(shape: [lossRows.count, vocabulary])  // (R, vocab)
+        let dLogits = Tensor(shape: logits.shape)  // (R, vocab)
+        let dNormed = Tensor(shape: normed.shape)  // (R, hidden)
+        let dLastHidden = Tensor(shape: normed.shape)  // (R, hidden)
+        let gradients = gradientModel.languageModel
+        let lossSum = withExtendedLifetime((lastHidden, normed, logits, dLogits, dNormed)) { () -> Double in
+            rmsNormForward(normed.pointer, lastHidden.pointer, languageModel.finalNorm.pointer, rows: lossRows.count, dim: width, epsilon: epsilon)
+            BLAS.matmulTransposedB(logits.pointer, normed.pointer, languageModel.lmHead.floats, m: lossRows.count, n: vocabulary, k: width)
+            let sum = crossEntropyForwardBackward(
+                dlogits: dLogits.pointer, logits: logits.pointer, targets: targets, vocab: vocabulary, gradientScale: lossScale)
+            guard !lossRows.isEmpty else { return sum }
+            linearBackward(
+                dinput: dNormed.pointer, dweight: trainsLanguage ? gradients.lmHead.floats : nil, dbias: nil,
+                doutput: dLogits.pointer, input: normed.pointer, weight: languageModel.lmHead.floats,
+                rows: lossRows.count, inFeatures: width, outFeatures: vocabulary)
+            rmsNormBackward(
+                dinput: dLastHidden.pointer, dweight: trainsLanguage ? gradients.finalNorm.pointer : nil, doutput: dNormed.pointer,
+                input: lastHidden.pointer, weight: languageModel.finalNorm.pointer, rows: lossRows.count, dim: width, epsilon: epsilon)
+            return sum
+        }
+        return (lossSum, lossRows, dLastHidden)
     }
 
     /// The backward of `visionFeatures(hiddenStates:)`: dfeatures(tokens, visionHidden · layers)

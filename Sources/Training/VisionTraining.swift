@@ -4,33 +4,10 @@ import TensorCore
 
 // MARK: - Vision: CLIP encoder layers and the embeddings, forward keeping what backward needs
 
-/// What the vision tower's forward keeps: the embedding step's and each layer's activations.
-struct VisionTape {
-    let embedding: CLIPEmbeddingActivations
-    var layers: [CLIPLayerActivations]
-    /// hidden_states[i] for the selected feature layers, resolved to 0...layerCount.
-    let featureIndices: [Int]
-}
-
 extension CLIPVisionTower {
-    /// hidden_states of transformers (only up to the deepest of `featureIndices`, resolved), with the tape.
-    func trainingForward(pixelValues: Tensor, featureIndices: [Int]) -> (states: [Tensor], tape: VisionTape) {
-        var (states, embedding) = embedKeepingActivations(pixelValues: pixelValues)
-        var captured: [Int: Tensor] = [0: states]
-        var layerActivations: [CLIPLayerActivations] = []
-        for index in 0..<(featureIndices.max() ?? 0) {
-            let (output, activations) = forwardKeepingActivations(layer: index, input: states)
-            layerActivations.append(activations)
-            states = output
-            captured[index + 1] = states
-        }
-        let tape = VisionTape(embedding: embedding, layers: layerActivations, featureIndices: featureIndices)
-        return (featureIndices.map { captured[$0]! }, tape)
-    }
-
     /// Backward from the gradients of the selected hidden states (one per feature index, each
     /// (patches + 1, hidden)) to every weight of the tower used, accumulated into `gradients`.
-    func trainingBackward(tape: VisionTape, dstates: [Tensor], gradients: CLIPVisionTower) {
+    func trainingBackward(tape: CLIPTowerActivations, dstates: [Tensor], gradients: CLIPVisionTower) {
         let c = configuration
         let hidden = c.hiddenSize, patchWidth = c.numChannels * c.patchSize * c.patchSize, tokens = patchCount + 1
         func gradient(ofIndex index: Int) -> Tensor? {
@@ -67,11 +44,7 @@ extension CLIPVisionTower {
         let dActivated = Tensor(shape: tape.activated.shape)  // (tokens, intermediate)
         backward(layer.fc2, gradients.fc2, dinput: dActivated, doutput: doutput, input: tape.activated)
         let dPreActivation = Tensor(shape: tape.activated.shape)  // (tokens, intermediate)
-        if c.hiddenAct == "gelu" {
-            geluBackward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
-        } else {
-            quickGeluBackward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
-        }
+        c.hiddenAct.backward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
         let dNormed2 = Tensor(shape: [tokens, hidden])  // (tokens, hidden)
         backward(layer.fc1, gradients.fc1, dinput: dNormed2, doutput: dPreActivation, input: tape.normed2)
         let dAfterAttention = doutput.copy()  // (tokens, hidden)
@@ -103,35 +76,13 @@ extension CLIPVisionTower {
 
 // MARK: - Projector
 
-/// What the projector's forward keeps.
-struct ProjectorTape {
-    let input: Tensor  // (tokens, visionFeatures)
-    let preActivation: Tensor  // (tokens, textHidden): linear_1 output
-    let activated: Tensor  // (tokens, textHidden)
-}
-
 extension MultiModalProjector {
-    func trainingForward(_ features: Tensor) -> (output: Tensor, tape: ProjectorTape) {
-        let preActivation = linear1(features)  // (tokens, textHidden)
-        let activated = preActivation.copy()  // (tokens, textHidden)
-        if activation == "quick_gelu" {
-            quickGeluForward(activated.pointer, count: activated.count)
-        } else {
-            geluForward(activated.pointer, count: activated.count)
-        }
-        return (linear2(activated), ProjectorTape(input: features, preActivation: preActivation, activated: activated))
-    }
-
     /// dfeatures(tokens, visionFeatures) when `needsInputGradient`, else nil; weight gradients into `gradients` if given.
-    func trainingBackward(tape: ProjectorTape, doutput: Tensor, gradients: MultiModalProjector?, needsInputGradient: Bool) -> Tensor? {
+    func trainingBackward(tape: ProjectorActivations, doutput: Tensor, gradients: MultiModalProjector?, needsInputGradient: Bool) -> Tensor? {
         let dActivated = Tensor(shape: tape.activated.shape)  // (tokens, textHidden)
         backward(linear2, gradients?.linear2, dinput: dActivated, doutput: doutput, input: tape.activated)
         let dPreActivation = Tensor(shape: tape.activated.shape)  // (tokens, textHidden)
-        if activation == "quick_gelu" {
-            quickGeluBackward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
-        } else {
-            geluBackward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
-        }
+        activation.backward(dPreActivation.pointer, doutput: dActivated.pointer, input: tape.preActivation.pointer, count: dActivated.count)
         let dInput = needsInputGradient ? Tensor(shape: tape.input.shape) : nil  // (tokens, visionFeatures)
         backward(linear1, gradients?.linear1, dinput: dInput, doutput: dPreActivation, input: tape.input)
         withExtendedLifetime((dActivated, dPreActivation)) {}

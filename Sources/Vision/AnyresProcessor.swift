@@ -231,7 +231,7 @@ public struct AnyresPixelValues: Equatable, Sendable {
 }
 
 /// How the vision tower's features are selected, as `vision_feature_select_strategy` says.
-public enum VisionFeatureSelectStrategy: String, Sendable {
+public enum VisionFeatureSelectStrategy: String, Codable, Sendable {
     /// Drops the CLS feature: one token fewer per image.
     case `default`
     /// Keeps every feature.

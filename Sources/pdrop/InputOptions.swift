@@ -13,7 +13,7 @@ struct InputOptions: ParsableArguments {
     @Option(name: .long, help: "Image file (PNG or JPEG); repeat for prompts with several <image>.")
     var image: [String] = []
 
-    @Option(help: "A question about the image, wrapped in LLaVA-1.5's conversation format.")
+    @Option(help: "A question about the image, wrapped in the conversation template (see --template).")
     var prompt: String?
 
     @Option(help: "The prompt exactly as given; it must hold one <image> per --image.")
@@ -21,6 +21,9 @@ struct InputOptions: ParsableArguments {
 
     @Option(help: "Prompt token ids, comma-separated, for text-only checkpoints (e.g. 1,450,4996).")
     var promptIds: String?
+
+    @Option(help: "Conversation template for --prompt: \(ConversationTemplate.all.map(\.name).joined(separator: " or ")).")
+    var template: String = ConversationTemplate.llava15.name
 
     @Flag(help: "Pad the image to a square with the mean colour first (LLaVA's original preprocessing).")
     var padToSquare = false
@@ -34,65 +37,67 @@ struct InputOptions: ParsableArguments {
         if promptIds != nil && !image.isEmpty { throw ValidationError("--prompt-ids takes no --image; use --prompt or --raw-prompt") }
         if prompt != nil && image.count != 1 { throw ValidationError("--prompt needs exactly one --image (use --raw-prompt for other counts)") }
         if let maxTiles, maxTiles < 1 { throw ValidationError("--max-tiles must be at least 1, got \(maxTiles)") }
+        if ConversationTemplate.named(template) == nil {
+            throw ValidationError("--template '\(template)' is unknown; choose from \(ConversationTemplate.all.map(\.name).joined(separator: ", "))")
+        }
     }
 
-    /// What the run needs: the prompt's embeddings, image blocks and ids, for any checkpoint kind.
-    func prepare() throws -> PreparedRun {
-        let directory = URL(fileURLWithPath: model)
-        if let promptIds {
-            let ids = try parseList(promptIds, flag: "--prompt-ids") { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
-            let loaded = try LoadedModel.load(directory: directory)
-            return PreparedRun(
-                languageModel: loaded.languageModel, pipeline: nil, inputIds: ids, imageBlocks: [], embeddings: { try loaded.languageModel.embed(ids) },
-                visionSeconds: 0, flops: { reducer in
-                    FLOPs.prefillReport(
-                        decoder: DecoderShape(loaded.languageModel.configuration), vision: nil, tiles: 0, projectorInput: 0,
-                        textTokens: ids.count, imageBlockSizes: [], reducer: reducer)
-                }, decode: nil, imageFiles: [])
+    /// The loaded checkpoint and the request prepared on it (images through the tower).
+    func prepare() throws -> (session: InferenceSession, prompt: PreparedPrompt) {
+        try withFlagNames {
+            let session = try InferenceSession(
+                directory: URL(fileURLWithPath: model), imageOptions: ImageProcessingOptions(padToSquare: padToSquare, maxTiles: maxTiles),
+                template: ConversationTemplate.named(template) ?? .llava15)
+            let images = image.map { ImageSource.file(URL(fileURLWithPath: $0)) }
+            let input: PromptInput
+            if let promptIds {
+                input = .tokenIds(try parseList(promptIds, flag: "--prompt-ids") { Int($0).flatMap { $0 >= 0 ? $0 : nil } })
+            } else if let prompt {
+                input = .messages([ChatMessage(role: .user, parts: images.map { .image($0) } + [.text(prompt)])])
+            } else {
+                input = .raw(rawPrompt ?? "", images: images)
+            }
+            return (session, try session.prepare(input))
         }
-        let pipeline = try LlavaPipeline(directory: directory, padToSquare: padToSquare, maxTiles: maxTiles)
-        let text = prompt.map(LlavaPipeline.conversationPrompt(question:)) ?? rawPrompt ?? ""
-        let prepared = try pipeline.prepare(prompt: text, imageFiles: image.map { URL(fileURLWithPath: $0) })
-        return PreparedRun(
-            languageModel: pipeline.languageModel, pipeline: pipeline, inputIds: prepared.inputIds, imageBlocks: prepared.imageBlocks,
-            embeddings: { try pipeline.llava.embed(tokens: prepared.inputIds, imageFeatures: prepared.imageFeatures) },
-            visionSeconds: prepared.visionSeconds, flops: { pipeline.flops(prepared, reducer: $0) },
-            decode: { pipeline.tokenizer.decode($0, skipSpecialTokens: true) }, imageFiles: image.map { URL(fileURLWithPath: $0) })
     }
 }
 
-/// A prompt prepared for one checkpoint, with or without images.
-struct PreparedRun {
-    let languageModel: LlamaModel
-    let pipeline: LlavaPipeline?
-    let inputIds: [Int]
-    let imageBlocks: [Range<Int>]
-    /// Fresh input embeddings (the prefill uses them as its working buffer).
-    let embeddings: () throws -> Tensor
-    let visionSeconds: Double
-    let flops: (VisualTokenReducer) -> FLOPsReport
-    /// Token ids to text, when there is a tokenizer.
-    let decode: (([Int]) -> String)?
-    let imageFiles: [URL]
-
-    var imageTokens: Int { imageBlocks.reduce(0) { $0 + $1.count } }
-
-    func reducer(_ options: ReductionOptions) throws -> VisualTokenReducer {
-        try options.request().makeReducer(
-            decoder: DecoderShape(languageModel.configuration), imageTokens: imageBlocks.first?.count ?? 1)
+/// Runs `body`, naming the command-line flag behind a request error the Engine reports.
+func withFlagNames<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as PipelineError {
+        let flag: String
+        switch error {
+        case .noGridResolution, .maxTilesWithoutAnyres: flag = "--max-tiles"
+        case .padToSquareWithAnyres: flag = "--pad-to-square"
+        case .keptPictureNeedsSingleTile: flag = "--save-kept"
+        case .notAVisionLanguageModel: flag = "--image"
+        case .noTokenizer: flag = "--prompt-ids"
+        default: throw error
+        }
+        throw FlaggedError(flag: flag, underlying: error)
     }
+}
 
-    func generate(reducer: VisualTokenReducer, maxNewTokens: Int, stopAtEndOfSequence: Bool) throws -> GenerationResult {
-        try generateGreedy(
-            model: languageModel, promptEmbeddings: embeddings(), imageBlocks: imageBlocks, reducer: reducer,
-            maxNewTokens: maxNewTokens, stopAtEndOfSequence: stopAtEndOfSequence)
+/// A request error with the flag that asked for it.
+struct FlaggedError: Error, CustomStringConvertible {
+    let flag: String
+    let underlying: Error
+    var description: String { "\(underlying) (\(flag))" }
+}
+
+extension InferenceSession {
+    /// The reducer the reduction flags describe, for this prompt.
+    func reducer(_ options: ReductionOptions, for prompt: PreparedPrompt) throws -> VisualTokenReducer {
+        try reducer(try options.request(), for: prompt)
     }
 }
 
 /// `keptImageTokens` in JSON: per drop, the sorted indices of the one image's block; with
 /// several images, per drop a list per image.
-struct KeptImageTokens: Encodable {
-    let perDrop: [[[Int]]]
+struct KeptImageTokensJSON: Encodable {
+    let perDrop: KeptImageTokens
     func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         if perDrop.allSatisfy({ $0.count == 1 }) {

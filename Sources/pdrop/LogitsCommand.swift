@@ -14,21 +14,21 @@ struct LogitsCommand: ParsableCommand {
 
     func run() throws {
         try failing {
-            let prepared = try input.prepare()
-            let reducer = try prepared.reducer(reductionOptions)
-            let result = try prepared.generate(reducer: reducer, maxNewTokens: 0, stopAtEndOfSequence: false)
+            let (session, prompt) = try input.prepare()
+            let reducer = try session.reducer(reductionOptions, for: prompt)
+            let result = try session.generate(prompt, reducer: reducer, maxNewTokens: 0, stopAtEndOfSequence: false)
             struct Output: Encodable {
                 let inputIds: [Int]
                 let imageTokens: Int
                 let lastLogits: [Float]
                 let reduction: String
-                let keptImageTokens: KeptImageTokens
+                let keptImageTokens: KeptImageTokensJSON
                 let flops: FLOPsReport
             }
             print(try encodeJSON(Output(
-                inputIds: prepared.inputIds, imageTokens: prepared.imageTokens, lastLogits: result.lastPromptLogits,
-                reduction: describe(reducer), keptImageTokens: KeptImageTokens(perDrop: result.keptImageTokens),
-                flops: prepared.flops(reducer))))
+                inputIds: prompt.inputIds, imageTokens: prompt.imageTokens, lastLogits: result.lastPromptLogits,
+                reduction: describe(reducer), keptImageTokens: KeptImageTokensJSON(perDrop: result.keptImageTokens),
+                flops: session.flops(prompt, reducer: reducer))))
         }
     }
 }

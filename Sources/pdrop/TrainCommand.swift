@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Models
 import TensorCore
 import TokenReduction
 import Training
@@ -91,16 +92,18 @@ struct TrainCommand: ParsableCommand {
                 throw TrainingCheckpointError.wouldOverwriteInput(directory: output)
             }
             log("loading \(source.path) (fp32)")
-            let pipeline = try LlavaPipeline(directory: source, copiesToFloat32: true, maxTiles: maxTiles)
+            let pipeline = try withFlagNames {
+                try InferenceSession(directory: source, imageOptions: ImageProcessingOptions(maxTiles: maxTiles), copiesToFloat32: true)
+            }
+            guard let llava = pipeline.loaded.llava, let tokenizer = pipeline.tokenizer else {
+                throw PipelineError.notAVisionLanguageModel(directory: source.path)
+            }
             let trainable = try TrainableParts(parsing: train)
-            let reducer = try reductionOptions.request().makeReducer(
-                decoder: DecoderShape(pipeline.languageModel.configuration), imageTokens: pipeline.llava.tokensPerImage)
+            let reducer = try reductionOptions.request().makeReducer(decoder: llava.decoder.shape, imageTokens: llava.tokensPerTile)
             let dataset = try TrainingDataset.load(
                 dataFile: URL(fileURLWithPath: data), imagesDirectory: images.map { URL(fileURLWithPath: $0) },
-                tokenizer: pipeline.tokenizer, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
-                tokensPerImage: pipeline.llava.tokensPerImage,
-                contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: badRecords,
-                imageTokenCount: pipeline.imageTokenCount)
+                tokenizer: tokenizer, imageTokenID: llava.imageTokenId, tokensPerImage: llava.tokensPerTile,
+                contextLength: llava.decoder.contextLength, badRecords: badRecords, imageTokenCount: pipeline.imageTokenCount)
             for record in dataset.badRecords { log("skipped \(record)") }
             log("\(dataset.samples.count) samples of \(dataset.recordCount) records; training \(trainable); \(describe(reducer))")
 

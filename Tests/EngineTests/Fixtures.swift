@@ -1,13 +1,12 @@
 import Foundation
+import TestSupport
 import Tokenizer
 
-/// The llava-1.5 tokenizer of Tests/Fixtures/tiny-llava (the real LLaMA vocabulary with
-/// byte fallback), loaded once for all tests.
-enum Fixtures {
+extension Fixtures {
+    /// The llava-1.5 tokenizer of Tests/Fixtures/tiny-llava (the real LLaMA vocabulary with
+    /// byte fallback), loaded once for all tests.
     static let llamaTokenizer: Result<Tokenizer, Error> = Result {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/tiny-llava/tokenizer.json")
-        return try Tokenizer(tokenizerJSON: url)
+        try Tokenizer(tokenizerJSON: Fixtures.url("tiny-llava/tokenizer.json"))
     }
 }
 

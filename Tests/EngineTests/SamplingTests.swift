@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import TensorCore
 import Testing
+import TestSupport
 
 /// The filtered distribution, computed directly in Double from the definitions: scores =
 /// logits / temperature; top-k keeps scores >= the k-th largest; top-p keeps the smallest set

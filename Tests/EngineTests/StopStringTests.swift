@@ -1,6 +1,7 @@
 import Engine
 import TensorCore
 import Testing
+import TestSupport
 
 /// What feeding `chunks` gave: each feed's result, then finish()'s text.
 private struct MatchedText {

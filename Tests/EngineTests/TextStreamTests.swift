@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import TensorCore
 import Testing
+import TestSupport
 import Tokenizer
 
 /// What streaming `ids` one by one gave: the chunk of each append, then finish()'s text.

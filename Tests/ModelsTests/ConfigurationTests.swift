@@ -10,14 +10,14 @@ import TestSupport
         }
         #expect(configuration.imageTokenIndex == 32000)
         #expect(configuration.visionFeatureLayers == [-2])
-        #expect(configuration.visionFeatureSelectStrategy == "default")
-        #expect(configuration.projectorHiddenAct == "gelu")
+        #expect(configuration.visionFeatureSelectStrategy == .default)
+        #expect(configuration.projectorHiddenAct == .gelu)
         let text = configuration.textConfig
         #expect(text.vocabSize == 32064 && text.numHiddenLayers == 8 && text.numKeyValueHeads == 2)
         #expect(text.headDim == 8 && text.ropeTheta == 10000 && text.rmsNormEps == 1e-5)
-        #expect(text.hiddenAct == "silu" && !text.tieWordEmbeddings)
+        #expect(text.hiddenAct == .silu && !text.tieWordEmbeddings)
         #expect(configuration.visionConfig.imageSize == 336 && configuration.visionConfig.patchSize == 14)
-        #expect(configuration.visionConfig.hiddenAct == "quick_gelu")  // absent key: CLIP's default
+        #expect(configuration.visionConfig.hiddenAct == .quickGelu)  // absent key: CLIP's default
     }
 
     @Test func savedLlavaConfigReadsRopeParameters() throws {

@@ -29,7 +29,7 @@ import TestSupport
         #expect(maxAbsoluteDifference(hidden, try reference.floatTensor("hidden.embeddings")) == 0)
         var layerDifferences: [Float] = []
         let cache = model.makeCache(capacity: tokens)
-        model.runLayers(hidden: hidden, positions: Array(0..<tokens), cache: cache) { tag, layer, tensor in
+        model.runLayers(hidden: hidden, positions: Positions(Array(0..<tokens)), cache: cache) { tag, layer, tensor in
             guard tag == "layer_output", let expected = try? reference.floatTensor("hidden.layer.\(layer)") else { return }
             layerDifferences.append(self.scaledDifference(tensor, expected))
         }
@@ -67,17 +67,17 @@ import TestSupport
         let model = try LoadedModel.load(directory: Fixtures.url("tiny-llama")).languageModel
         let tokens = [1, 5, 9, 200, 31, 7]
         let full = try model.embed(tokens)
-        model.runLayers(hidden: full, positions: Array(0..<tokens.count), cache: model.makeCache(capacity: 8))
+        model.runLayers(hidden: full, positions: Positions(Array(0..<tokens.count)), cache: model.makeCache(capacity: 8))
         let expected = model.logits(full, rows: 0..<tokens.count)
 
         let cache = model.makeCache(capacity: 2)  // grows as tokens arrive
         let prefill = try model.embed(Array(tokens[0..<2]))
-        model.runLayers(hidden: prefill, positions: [0, 1], cache: cache)
+        model.runLayers(hidden: prefill, positions: Positions([0, 1]), cache: cache)
         let prefillLogits = model.logits(prefill, rows: 0..<2)
         var worst = maxAbsoluteDifference(prefillLogits, expected.copyRows(0..<2))
         for position in 2..<tokens.count {
             let step = try model.embed([tokens[position]])
-            model.runLayers(hidden: step, positions: [position], cache: cache)
+            model.runLayers(hidden: step, positions: Positions([position]), cache: cache)
             let logits = model.logits(step, rows: 0..<1)
             worst = max(worst, maxAbsoluteDifference(logits, expected.copyRows(position..<(position + 1))))
         }

@@ -16,7 +16,7 @@ import Vision
 @Suite struct LlavaNextParityTests {
     static let images = ["chelsea-451x300", "rocket-tall-200x500", "astronaut-512x512", "coffee-tiny-30x40", "astronaut-strip-400x64"]
     static let reference = Result { try SafeTensorsFile(path: Fixtures.url("tiny-llava-next/reference-next.safetensors").path) }
-    static let hub = Result { try LlavaPipeline(directory: Fixtures.url("tiny-llava-next")) }
+    static let hub = Result { try InferenceSession(directory: Fixtures.url("tiny-llava-next")) }
     /// transformers 5's save_pretrained layout (`vision_tower.*`, `rope_parameters`, processor_config.json), no tokenizer copy.
     static let saved = Result { try LoadedModel.load(directory: Fixtures.url("tiny-llava-next-saved")) }
 
@@ -45,7 +45,7 @@ import Vision
         #expect(pixelDifference == 0, "\(name): pixel values")
 
         let prompt = try pipeline.prepare(
-            prompt: LlavaPipeline.conversationPrompt(question: "What is shown in this image?"), imageFiles: [file])
+            prompt: ConversationTemplate.llava15.prompt(question: "What is shown in this image?"), imageFiles: [file])
         #expect(prompt.inputIds == (try reference.integers("\(name).input_ids")), "\(name): input ids")
         #expect(prompt.imageBlocks.count == 1 && prompt.tiles == input.tiles.count)
         let expectedFeatures = try reference.floatTensor("\(name).image_features")
@@ -79,18 +79,18 @@ import Vision
     @Test func maxTilesRestrictsTheGrid() throws {
         // chelsea (451×300) picks the 2×2 grid (4 tiles); with at most 2 tiles it gets a 1×2 or 2×1 grid.
         let file = Fixtures.url("anyres/chelsea-451x300.png")
-        let limited = try LlavaPipeline(directory: Fixtures.url("tiny-llava-next"), maxTiles: 2)
+        let limited = try InferenceSession(directory: Fixtures.url("tiny-llava-next"), maxTiles: 2)
         let input = try limited.imageInput(imageFile: file)
         #expect(input.tiles.count == 3)
         #expect(input.grid.map { $0.tileRows * $0.tileColumns } == 2)
         #expect(throws: PipelineError.noGridResolution(file: Fixtures.url("tiny-llava-next/preprocessor_config.json").path, maxTiles: 0)) {
-            _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava-next"), maxTiles: 0)
+            _ = try InferenceSession(directory: Fixtures.url("tiny-llava-next"), maxTiles: 0)
         }
         #expect(throws: PipelineError.padToSquareWithAnyres(directory: Fixtures.url("tiny-llava-next").path)) {
-            _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava-next"), padToSquare: true)
+            _ = try InferenceSession(directory: Fixtures.url("tiny-llava-next"), padToSquare: true)
         }
         #expect(throws: PipelineError.maxTilesWithoutAnyres(directory: Fixtures.url("tiny-llava").path)) {
-            _ = try LlavaPipeline(directory: Fixtures.url("tiny-llava"), maxTiles: 4)
+            _ = try InferenceSession(directory: Fixtures.url("tiny-llava"), maxTiles: 4)
         }
     }
 }

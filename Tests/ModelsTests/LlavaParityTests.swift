@@ -42,7 +42,7 @@ import TestSupport
         let hidden = try llava.embed(tokens: inputIds, imageFeatures: [projected])
         #expect(scaledDifference(hidden, try reference.floatTensor("hidden.embeddings")) < 1e-5)
         var layerDifferences: [Float] = []
-        model.runLayers(hidden: hidden, positions: Array(inputIds.indices), cache: model.makeCache(capacity: inputIds.count)) { _, layer, tensor in
+        model.runLayers(hidden: hidden, positions: Positions(Array(inputIds.indices)), cache: model.makeCache(capacity: inputIds.count)) { _, layer, tensor in
             if let expected = try? reference.floatTensor("hidden.layer.\(layer)") { layerDifferences.append(self.scaledDifference(tensor, expected)) }
         }
         #expect(layerDifferences.count == model.layers.count && layerDifferences.allSatisfy { $0 < 1e-5 }, "\(layerDifferences)")

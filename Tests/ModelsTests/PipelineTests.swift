@@ -12,7 +12,7 @@ import Vision
 /// CLIPImageProcessor, the prompt through tokenizer.json, the model, greedy decoding; against
 /// transformers' LlavaProcessor + LlavaForConditionalGeneration (make_llava_fixtures.py).
 @Suite struct PipelineTests {
-    static let pipeline = Result { try LlavaPipeline(directory: Fixtures.url("tiny-llava")) }
+    static let pipeline = Result { try InferenceSession(directory: Fixtures.url("tiny-llava")) }
     static let reference = Result { try SafeTensorsFile(path: Fixtures.url("tiny-llava/reference-image.safetensors").path) }
     let image = Fixtures.url("images/chelsea.jpg")
 
@@ -23,7 +23,7 @@ import Vision
         let pixelDifference = maxAbsoluteDifference(pixels, try reference.floatTensor("pixel_values"))
         #expect(pixelDifference < 1e-3)
 
-        let prompt = try pipeline.prepare(prompt: LlavaPipeline.conversationPrompt(question: "What is shown in this image?"), imageFiles: [image])
+        let prompt = try pipeline.prepare(prompt: ConversationTemplate.llava15.prompt(question: "What is shown in this image?"), imageFiles: [image])
         #expect(prompt.inputIds == (try reference.integers("input_ids")))
         #expect(prompt.imageTokens == 576 && prompt.imageBlocks == [5..<581])
 
@@ -70,7 +70,7 @@ import Vision
 
     @Test func textOnlyCheckpointIsRefusedForImages() throws {
         #expect(throws: PipelineError.notAVisionLanguageModel(directory: Fixtures.url("tiny-llama").path)) {
-            try LlavaPipeline(directory: Fixtures.url("tiny-llama"))
+            try InferenceSession(directory: Fixtures.url("tiny-llama")).imageInput(imageFile: image)
         }
     }
 

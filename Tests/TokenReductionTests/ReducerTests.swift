@@ -1,4 +1,5 @@
 import Testing
+import Benchmarks
 import TokenReduction
 
 @Suite struct ScheduleTests {

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Models
 import SafeTensors
@@ -254,8 +255,8 @@ private func syntheticSamples(_ lengths: [Int]) -> [TrainingSample] {
         let turns = answers.enumerated().flatMap { index, text in
             [ConversationTurn(role: .human, value: "Question \(index + 1)?"), ConversationTurn(role: .gpt, value: text)]
         }
-        let rendered = VicunaV1.render(turns)
-        #expect(rendered.text == VicunaV1.systemPrompt + " USER: Question 1? ASSISTANT: The capital of France is Paris.</s>"
+        let rendered = ConversationTemplate.vicunaV1.render(turns)
+        #expect(rendered.text == ConversationTemplate.vicunaV1.systemPrompt! + " USER: Question 1? ASSISTANT: The capital of France is Paris.</s>"
                 + "USER: Question 2? ASSISTANT: About two million people.</s>USER: Question 3? ASSISTANT: Yes.</s>")
         #expect(rendered.answerPrefixes.count == 3 && rendered.answerPrefixes.allSatisfy { rendered.text.hasPrefix($0.end) })
 
@@ -292,7 +293,7 @@ private func syntheticSamples(_ lengths: [Int]) -> [TrainingSample] {
         let sample = try TrainingSample.make(
             record: record, imagesDirectory: image.deletingLastPathComponent(), tokenizer: tokenizer, imageTokenID: 32000,
             tokensPerImage: 576, contextLength: 4096)
-        let unexpanded = tokenizer.encode(VicunaV1.render(record.turns).text)
+        let unexpanded = tokenizer.encode(ConversationTemplate.vicunaV1.render(record.turns).text)
         let position = try #require(unexpanded.firstIndex(of: 32000))
         #expect(sample.length == unexpanded.count + 575)
         #expect(sample.imageBlock == position..<(position + 576))
@@ -356,24 +357,5 @@ private func syntheticSamples(_ lengths: [Int]) -> [TrainingSample] {
         #expect(next == (orders[1].suffix(4) + orders[2].prefix(3)).map { "s\($0)" })
         #expect(resumed.next(7).map(\.id) == next)
         #expect(resumed.position == SampleStreamPosition(epoch: 2, index: 3) && stream.position == resumed.position)
-    }
-
-    @Test func aPaddedBatchIsRightPaddedWithIgnoredLabelsAndAZeroMask() throws {
-        let padTokenID = try DataFixtures.padTokenID.get()
-        #expect(padTokenID == 32001)
-        let samples = syntheticSamples([3, 5, 1])
-        let batch = PaddedBatch(samples: samples, padTokenID: padTokenID)
-        #expect(batch.batchSize == 3 && batch.length == 5 && batch.lengths == [3, 5, 1])
-        #expect(batch.inputIds.count == 15 && batch.labels.count == 15 && batch.attentionMask.count == 15)
-        for (row, sample) in samples.enumerated() {
-            let ids = Array(batch.inputIds(row: row)), labels = Array(batch.labels(row: row))
-            #expect(Array(ids[..<sample.length]) == sample.inputIds && Array(labels[..<sample.length]) == sample.labels)
-            #expect(ids[sample.length...].allSatisfy { $0 == padTokenID })
-            #expect(labels[sample.length...].allSatisfy { $0 == ignoreLabel })
-            let mask = Array(batch.attentionMask[(row * 5)..<((row + 1) * 5)])
-            #expect(mask == Array(repeating: 1, count: sample.length) + Array(repeating: 0, count: 5 - sample.length))
-        }
-        #expect(batch.inputIds[5..<10] == [110, 111, 112, 113, 114][...])
-        #expect(PaddedBatch(samples: [], padTokenID: padTokenID).inputIds.isEmpty)
     }
 }

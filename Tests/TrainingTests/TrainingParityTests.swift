@@ -21,12 +21,12 @@ import Training
     }
 
     /// A fresh fp32 pipeline (training mutates its tensors) and the fixture's samples.
-    static func load(_ model: String = "tiny-llava") throws -> (pipeline: LlavaPipeline, samples: [TrainingSample]) {
-        let pipeline = try LlavaPipeline(directory: Fixtures.url(model), copiesToFloat32: true)
+    static func load(_ model: String = "tiny-llava") throws -> (pipeline: InferenceSession, samples: [TrainingSample]) {
+        let pipeline = try InferenceSession(directory: Fixtures.url(model), copiesToFloat32: true)
         let dataset = try TrainingDataset.load(
             dataFile: Fixtures.url("training/data.json"), imagesDirectory: Fixtures.url("training/images"),
-            tokenizer: pipeline.tokenizer, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
-            tokensPerImage: pipeline.llava.tokensPerImage,
+            tokenizer: pipeline.tokenizer!, imageTokenID: pipeline.llava.configuration.imageTokenIndex,
+            tokensPerImage: pipeline.llava.tokensPerTile,
             contextLength: pipeline.languageModel.configuration.maxPositionEmbeddings, badRecords: .refuse,
             imageTokenCount: pipeline.imageTokenCount)
         return (pipeline, dataset.samples)
@@ -168,13 +168,13 @@ import Training
         let trainer = try Trainer(
             pipeline: pipeline, samples: samples, trainable: [.projector, .language], reducer: NoReduction(),
             optimizer: OptimizerSettings { $0.learningRate = 1e-3; $0.totalSteps = 2 }, batchSize: 2)
-        let original = try LlavaPipeline(directory: Fixtures.url("tiny-llava"))
+        let original = try InferenceSession(directory: Fixtures.url("tiny-llava"))
         for _ in 0..<2 { _ = try trainer.trainStep() }
         let directory = try makeTemporaryDirectory("saved-training")
         defer { try? FileManager.default.removeItem(at: directory) }
         try trainer.save(to: directory)
 
-        let saved = try LlavaPipeline(directory: directory)
+        let saved = try InferenceSession(directory: directory)
         for (name, tensor) in trainer.model.parameters {
             #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(name), tensor) == 0, "\(name)")
         }
@@ -183,7 +183,7 @@ import Training
         #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(visionName), try original.loaded.checkpoint.floatTensor(visionName)) == 0)
         #expect(maxAbsoluteDifference(try saved.loaded.checkpoint.floatTensor(headName), try original.loaded.checkpoint.floatTensor(headName)) > 0)
 
-        let prompt = try saved.prepare(prompt: LlavaPipeline.conversationPrompt(question: "What is shown in this image?"),
+        let prompt = try saved.prepare(prompt: ConversationTemplate.llava15.prompt(question: "What is shown in this image?"),
                                        imageFiles: [Fixtures.url("images/chelsea.jpg")])
         func lastLogits(_ model: LlavaModel, features: [Tensor]) throws -> Tensor {
             let embeddings = try model.embed(tokens: prompt.inputIds, imageFeatures: features)

@@ -3,6 +3,7 @@ import Foundation
 import Models
 import TensorCore
 import TokenReduction
+import Training
 
 /// Random fp32 parameters of any shape, generated in memory and kept by name (the values of
 /// `RandomWeightSource`, widened): a trainable model for benchmarks without a checkpoint.
@@ -101,7 +102,7 @@ public struct TrainingBenchmark: Codable, Equatable {
                 for i in 0..<pixels.count { pixels[i] = RandomWeightSource.uniform(&state) }
                 return pixels
             }
-            imageTokens = preset.tiles * llava.tokensPerImage
+            imageTokens = preset.tiles * llava.tokensPerTile
             let before = 5, length = textTokens + imageTokens
             let ids = (0..<length).map { index -> Int in
                 if index >= before && index < before + imageTokens { return configuration.imageTokenIndex }

@@ -121,12 +121,6 @@ public final class CLIPVisionTower {
         return (states, CLIPEmbeddingActivations(patches: patches, embeddings: embeddings))
     }
 
-    /// Runs encoder layer `index` in place on states(tokens, hidden).
-    public func runLayer(_ index: Int, states: Tensor) {
-        let output = forwardKeepingActivations(layer: index, input: states).output  // (tokens, hidden)
-        states.pointer.update(from: output.pointer, count: states.count)
-    }
-
     /// Encoder layer `index` on input(tokens, hidden): the output (tokens, hidden) and what the
     /// backward needs.
     public func forwardKeepingActivations(layer index: Int, input: Tensor) -> (output: Tensor, activations: CLIPLayerActivations) {
@@ -149,11 +143,7 @@ public final class CLIPVisionTower {
                          rows: tokens, dim: hidden, epsilon: c.layerNormEps)
         let preActivation = layer.fc1(normed2)  // (tokens, intermediate)
         let activated = preActivation.copy()  // (tokens, intermediate)
-        if c.hiddenAct == "gelu" {
-            geluForward(activated.pointer, count: activated.count)
-        } else {
-            quickGeluForward(activated.pointer, count: activated.count)
-        }
+        c.hiddenAct.forward(activated.pointer, count: activated.count)
         let output = layer.fc2(activated)  // (tokens, hidden)
         addInPlace(output.pointer, afterAttention.pointer, count: output.count)
         let activations = CLIPLayerActivations(
@@ -168,30 +158,56 @@ public final class CLIPVisionTower {
     public func hiddenStates(
         pixelValues: Tensor, indices: [Int], observe: ((Int, Tensor) -> Void)? = nil
     ) -> [Tensor] {
+        hiddenStatesKeepingActivations(pixelValues: pixelValues, indices: indices, keepsActivations: false, observe: observe).states
+    }
+
+    /// `hiddenStates`, also returning, with `keepsActivations`, what the backward needs.
+    public func hiddenStatesKeepingActivations(
+        pixelValues: Tensor, indices: [Int], keepsActivations: Bool = true, observe: ((Int, Tensor) -> Void)? = nil
+    ) -> (states: [Tensor], activations: CLIPTowerActivations?) {
         let count = layers.count + 1
         let resolved = indices.map { $0 < 0 ? count + $0 : $0 }
         precondition(resolved.allSatisfy { (0..<count).contains($0) }, "vision feature layers \(indices) outside 0..<\(count)")
-        let states = embed(pixelValues: pixelValues)
-        var captured: [Int: Tensor] = [:]
-        if resolved.contains(0) { captured[0] = states.copyRows(0..<states.size(0)) }
+        var (states, embedding) = embedKeepingActivations(pixelValues: pixelValues)  // (patches + 1, hidden)
+        var captured: [Int: Tensor] = [0: states]
+        var layerActivations: [CLIPLayerActivations] = []
         for index in 0..<(resolved.max() ?? 0) {
-            runLayer(index, states: states)
-            observe?(index, states)
-            if resolved.contains(index + 1) { captured[index + 1] = states.copyRows(0..<states.size(0)) }
+            let (output, activations) = forwardKeepingActivations(layer: index, input: states)
+            if keepsActivations { layerActivations.append(activations) }
+            observe?(index, output)
+            states = output
+            captured[index + 1] = states
         }
-        return resolved.map { captured[$0]! }
+        let activations = keepsActivations
+            ? CLIPTowerActivations(embedding: embedding, layers: layerActivations, featureIndices: resolved) : nil
+        return (resolved.map { captured[$0]! }, activations)
     }
 }
 
+/// What the tower's forward keeps for its backward: the embedding step's and each layer's activations.
+public struct CLIPTowerActivations {
+    public let embedding: CLIPEmbeddingActivations
+    public let layers: [CLIPLayerActivations]
+    /// hidden_states[i] for the selected feature layers, resolved to 0...layerCount.
+    public let featureIndices: [Int]
+}
+
 // MARK: - Projector
+
+/// What the projector's forward computed on the way (what its backward needs).
+public struct ProjectorActivations {
+    public let input: Tensor  // (tokens, visionFeatures)
+    public let preActivation: Tensor  // (tokens, textHidden): linear_1 output
+    public let activated: Tensor  // (tokens, textHidden)
+}
 
 /// `LlavaMultiModalProjector`: linear, GELU, linear, from vision features to the language model's width.
 public struct MultiModalProjector {
     public let linear1: Linear  // (textHidden, visionFeatures)
     public let linear2: Linear  // (textHidden, textHidden)
-    public let activation: String
+    public let activation: Activation
 
-    public init(loader: WeightSource, prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool, activation: String) {
+    public init(loader: WeightSource, prefix: String, inFeatures: Int, outFeatures: Int, bias: Bool, activation: Activation) {
         linear1 = Linear(loader, prefix + "linear_1", inFeatures: inFeatures, outFeatures: outFeatures, bias: bias)
         linear2 = Linear(loader, prefix + "linear_2", inFeatures: outFeatures, outFeatures: outFeatures, bias: bias)
         self.activation = activation
@@ -199,13 +215,14 @@ public struct MultiModalProjector {
 
     /// features(tokens, visionFeatures) → (tokens, textHidden).
     public func callAsFunction(_ features: Tensor) -> Tensor {
-        let hidden = linear1(features)  // (tokens, textHidden)
-        // LlavaConfiguration.validate admits only these two.
-        if activation == "quick_gelu" {
-            quickGeluForward(hidden.pointer, count: hidden.count)
-        } else {
-            geluForward(hidden.pointer, count: hidden.count)
-        }
-        return linear2(hidden)
+        forwardKeepingActivations(features).output
+    }
+
+    /// The forward, returning the output (tokens, textHidden) and what the backward needs.
+    public func forwardKeepingActivations(_ features: Tensor) -> (output: Tensor, activations: ProjectorActivations) {
+        let preActivation = linear1(features)  // (tokens, textHidden)
+        let activated = preActivation.copy()  // (tokens, textHidden)
+        activation.forward(activated.pointer, count: activated.count)
+        return (linear2(activated), ProjectorActivations(input: features, preActivation: preActivation, activated: activated))
     }
 }

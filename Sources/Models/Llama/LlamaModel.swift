@@ -1,6 +1,7 @@
 import Foundation
 import SafeTensors
 import TensorCore
+import TokenReduction
 
 // MARK: - Weight names
 
@@ -17,11 +18,6 @@ public struct LanguageModelLayout: Equatable, Sendable {
     public static let llavaHub = LanguageModelLayout(modelPrefix: "language_model.model.", lmHeadPrefix: "language_model.lm_head.")
     /// transformers 4.5x's `save_pretrained` of LLaVA.
     public static let llavaNested = LanguageModelLayout(modelPrefix: "model.language_model.", lmHeadPrefix: "lm_head.")
-
-    /// The layout whose embedding table the checkpoint holds.
-    public static func detect(in checkpoint: Checkpoint) -> LanguageModelLayout? {
-        [llavaHub, llavaNested, llama].first { checkpoint.contains($0.modelPrefix + "embed_tokens.weight") }
-    }
 }
 
 // MARK: - Model
@@ -55,23 +51,9 @@ public struct DecoderLayerActivations {
     public let positions: [Int]  // (tokens,) rotary positions
 }
 
-/// Errors of running the decoder on bad input (token ids, lengths).
-public enum DecoderInputError: Error, Equatable, CustomStringConvertible {
-    case tokenOutOfRange(position: Int, token: Int, vocabularySize: Int)
-    case emptyInput
-
-    public var description: String {
-        switch self {
-        case let .tokenOutOfRange(position, token, vocabularySize):
-            return "token id \(token) at position \(position) is outside the vocabulary (0..<\(vocabularySize))"
-        case .emptyInput: return "no input tokens"
-        }
-    }
-}
-
 /// LLaMA as transformers' `LlamaModel` + `lm_head`: embedding, RMSNorm, rotary grouped-query
 /// causal attention, SwiGLU MLP, final norm, tied or separate output head.
-public final class LlamaModel {
+public final class LlamaModel: LanguageDecoder {
     public let configuration: LlamaConfiguration
     public let embedTokens: WeightMatrix  // (vocab, hidden)
     public let layers: [LlamaDecoderLayer]
@@ -81,8 +63,11 @@ public final class LlamaModel {
     public let rotary: RotaryEmbedding
 
     public var hiddenSize: Int { configuration.hiddenSize }
-    public var vocabularySize: Int { configuration.vocabSize }
     public var keyValueWidth: Int { configuration.numKeyValueHeads * configuration.headDim }
+    public var shape: DecoderShape { DecoderShape(configuration) }
+    public var contextLength: Int { configuration.maxPositionEmbeddings }
+    public var endOfSequenceIds: Set<Int> { Set(configuration.eosTokenIds) }
+    public var positionAxes: Int { 1 }
 
     /// Loads the language model's tensors from `loader` under `layout`; with a checkpoint, call
     /// `WeightLoader.finish` afterwards to report what did not match.
@@ -127,18 +112,16 @@ public final class LlamaModel {
         if tokens.isEmpty { throw DecoderInputError.emptyInput }
         let output = Tensor(shape: [tokens.count, hiddenSize])
         for (position, token) in tokens.enumerated() {
-            guard token >= 0 && token < vocabularySize else {
-                throw DecoderInputError.tokenOutOfRange(position: position, token: token, vocabularySize: vocabularySize)
+            guard token >= 0 && token < configuration.vocabSize else {
+                throw DecoderInputError.tokenOutOfRange(position: position, token: token, vocabularySize: configuration.vocabSize)
             }
             embedTokens.copyRow(token, to: output.pointer + position * hiddenSize)
         }
         return output
     }
 
-    /// Runs decoder layer `index` in place on hidden(tokens, hidden), appending the tokens' keys
-    /// and values to `cache` (which already holds the earlier tokens this layer has seen).
-    /// `positions(tokens)` are the rotary positions; the causal mask follows cache order.
-    public func runLayer(_ index: Int, hidden: Tensor, positions: [Int], cache: LayerKVCache) {
+    /// The causal mask follows cache order.
+    public func runLayer(_ index: Int, hidden: Tensor, positions: Positions, cache: LayerKVCache) {
         let output = forwardKeepingActivations(layer: index, input: hidden, positions: positions, cache: cache).output
         hidden.pointer.update(from: output.pointer, count: hidden.count)
     }
@@ -148,9 +131,10 @@ public final class LlamaModel {
     /// tokens attend to everything it holds (prefill, decode); without one they attend causally
     /// to each other only (a training sample).
     public func forwardKeepingActivations(
-        layer index: Int, input: Tensor, positions: [Int], cache: LayerKVCache? = nil
+        layer index: Int, input: Tensor, positions allPositions: Positions, cache: LayerKVCache? = nil
     ) -> (output: Tensor, activations: DecoderLayerActivations) {
         let layer = layers[index]
+        let positions = allPositions.linear  // (tokens,)
         let c = configuration
         let tokens = input.size(0), width = hiddenSize
         let headDim = c.headDim, heads = c.numAttentionHeads, keyValueHeads = c.numKeyValueHeads
@@ -192,16 +176,40 @@ public final class LlamaModel {
         return (output, activations)
     }
 
-    /// All layers over hidden(tokens, hidden) in place. `observe(name, layer, tensor)` sees each
-    /// layer's output as "layer_output" (llama.cpp-style named intermediates for debugging).
-    public func runLayers(
-        hidden: Tensor, positions: [Int], cache: KVCache,
-        observe: ((String, Int, Tensor) -> Void)? = nil
-    ) {
-        for index in layers.indices {
-            runLayer(index, hidden: hidden, positions: positions, cache: cache.layers[index])
-            observe?("layer_output", index, hidden)
+    /// Attention that each key row receives from `queryRows`, as PyramidDrop ranks: layer
+    /// `layer`'s input norm, query and key projections applied to input(tokens, hidden), RoPE at
+    /// `positions`, softmax over all keys with the causal mask in fp32, averaged over heads and
+    /// query rows. Only the query rows are projected and scored: no (tokens × tokens) matrix.
+    public func queryAttention(layer index: Int, input: Tensor, positions allPositions: Positions, queryRows: [Int]) -> [Float] {
+        let positions = allPositions.linear  // (tokens,)
+        let weights = layers[index]
+        let c = configuration
+        let tokens = input.size(0), width = hiddenSize, heads = c.numAttentionHeads, headDim = c.headDim
+        let groupSize = heads / c.numKeyValueHeads
+        let normed = Tensor(shape: [tokens, width])  // (tokens, hidden)
+        rmsNormForward(normed.pointer, input.pointer, weights.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
+        let keys = weights.keyProjection(normed)  // (tokens, kvHeads·headDim)
+        rotary.apply(keys.pointer, tokens: tokens, heads: c.numKeyValueHeads, positions: positions)
+        let queries = weights.queryProjection(gatherRows(normed, queryRows))  // (rows, heads·headDim)
+        rotary.apply(queries.pointer, tokens: queryRows.count, heads: heads, positions: queryRows.map { positions[$0] })
+
+        let rowScores = Tensor(shape: [queryRows.count, tokens])  // (rows, tokens) for one head
+        var total = [Float](repeating: 0, count: tokens)  // (tokens,)
+        let weight = 1 / Float(heads * queryRows.count)
+        for head in 0..<heads {
+            BLAS.gemm(
+                transposeA: false, transposeB: true, m: queryRows.count, n: tokens, k: headDim, alpha: 1 / Float(headDim).squareRoot(),
+                a: queries.pointer + head * headDim, lda: heads * headDim,
+                b: keys.pointer + (head / groupSize) * headDim, ldb: c.numKeyValueHeads * headDim,
+                beta: 0, c: rowScores.pointer, ldc: tokens)
+            softmaxRowsForward(rowScores.pointer, rows: queryRows.count, columns: tokens) { queryRows[$0] + 1 }
+            for row in 0..<queryRows.count {
+                let probabilities = rowScores.pointer + row * tokens
+                for key in 0..<tokens { total[key] += probabilities[key] * weight }
+            }
         }
+        withExtendedLifetime((normed, keys, queries, rowScores)) {}
+        return total
     }
 
     /// finalNorm(hidden rows `rows`) as a new (rows.count, hidden) tensor.
@@ -214,9 +222,8 @@ public final class LlamaModel {
     /// Logits (rows.count, vocab) of hidden rows `rows` (final norm, then lm_head).
     public func logits(_ hidden: Tensor, rows: Range<Int>) -> Tensor {
         let normed = finalNormed(hidden, rows: rows)
-        let output = Tensor(shape: [rows.count, vocabularySize])
-        lmHead.multiply(output.pointer, normed.pointer, inputRows: rows.count)
-        withExtendedLifetime(normed) {}
+        let output = Tensor(shape: [rows.count, configuration.vocabSize])  // (rows, vocab)
+        normed.withPointer { lmHead.multiply(output.pointer, $0, inputRows: rows.count) }
         return output
     }
 }
@@ -231,4 +238,32 @@ public func causalAttention(
         output, queries: queries, keys: cache.keys, values: cache.values, queryCount: tokens,
         keyCount: pastLength + tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
     ) { pastLength + $0 + 1 }
+}
+
+extension LlamaModel {
+    /// LLaMA (`LlamaForCausalLM`) in the registry: a text-only decoder.
+    public static let family = ModelFamily(
+        name: "LLaMA", modelTypes: ["llama"], architectures: ["LlamaForCausalLM"],
+        parse: { data, file in
+            let configuration = try decodeConfiguration(LlamaConfiguration.self, from: data, file: file)
+            try configuration.validate(file: file)
+            return .llama(configuration)
+        },
+        build: { configuration, _, source in
+            guard case let .llama(text) = configuration else { throw FamilyMismatchError(family: "LLaMA") }
+            let layout = LanguageModelLayout.llama
+            return BuiltModel(
+                decoder: LlamaModel(configuration: text, loader: source, layout: layout), visionLanguageModel: nil,
+                ownedPrefixes: [layout.modelPrefix, layout.lmHeadPrefix], languageLayout: layout)
+        })
+}
+
+extension DecoderShape {
+    /// The sizes of a LLaMA decoder.
+    public init(_ configuration: LlamaConfiguration) {
+        self.init(
+            layers: configuration.numHiddenLayers, hidden: configuration.hiddenSize, intermediate: configuration.intermediateSize,
+            heads: configuration.numAttentionHeads, keyValueHeads: configuration.numKeyValueHeads, headDim: configuration.headDim,
+            vocabulary: configuration.vocabSize)
+    }
 }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Models
 import SafeTensors
@@ -155,7 +156,7 @@ public enum Benchmark {
         let pixels = Tensor(shape: [3, side, side])
         for i in 0..<pixels.count { pixels[i] = RandomWeightSource.uniform(&state) }
         // Prompt: 5 text tokens, the image block, the rest of the text (the question and "ASSISTANT:").
-        let before = 5, imageTokens = preset.tiles * llava.tokensPerImage
+        let before = 5, imageTokens = preset.tiles * llava.tokensPerTile
         let ids = (0..<(textTokens + imageTokens)).map { index -> Int in
             if index >= before && index < before + imageTokens { return configuration.imageTokenIndex }
             return 3 + (index * 7919) % 31000
@@ -173,8 +174,9 @@ public enum Benchmark {
         progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
         progress("\(directory.lastPathComponent): loading the checkpoint")
-        let loaded = try LoadedModel.load(directory: directory)
-        guard let llava = loaded.llava else { throw PipelineError.notAVisionLanguageModel(directory: directory.path) }
+        guard let llava = try LoadedModel.load(directory: directory).llava else {
+            throw PipelineError.notAVisionLanguageModel(directory: directory.path)
+        }
         let inputs = try SafeTensorsFile(path: directory.appendingPathComponent("bench-inputs.safetensors").path)
         var benchmark = try measure(
             name: directory.lastPathComponent, llava: llava, tiles: [try inputs.floatTensor("pixel_values")],
@@ -217,14 +219,11 @@ public enum Benchmark {
         let imageTokens = ids.filter { $0 == llava.configuration.imageTokenIndex }.count
         let block = first..<(first + imageTokens)
         let textTokens = ids.count - imageTokens
-        let embeddings = try model.embed(ids)  // (prompt, hidden)
-        let width = model.hiddenSize
-        for (index, row) in block.enumerated() {
-            let tile = features[min(index / llava.tokensPerImage, features.count - 1)]
-            (embeddings.pointer + row * width).update(from: tile.pointer + (index % llava.tokensPerImage) * width, count: width)
-        }
+        // The tiles' features, in order, are the one block's rows.
+        let blockFeatures = Tensor(shape: [imageTokens, model.hiddenSize], values: features.flatMap { $0.toArray() })  // (image tokens, hidden)
+        let embeddings = try llava.embed(tokens: ids, imageFeatures: [blockFeatures])  // (prompt, hidden)
 
-        let decoder = DecoderShape(model.configuration)
+        let decoder = model.shape
         let reducers: [VisualTokenReducer] = [
             NoReduction(),
             FastVReducer(setting: try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: decoder.layers)),
@@ -239,32 +238,9 @@ public enum Benchmark {
         var results: [ReductionBenchmark] = []
         for reducer in reducers {
             progress("\(name): \(describe(reducer))")
-            resetPeakResidentMemory()
-            var result = try generateGreedy(
-                model: model, promptEmbeddings: embeddings.copyRows(0..<embeddings.size(0)), imageBlocks: [block],
-                reducer: reducer, maxNewTokens: decodeTokens + 1, stopAtEndOfSequence: false)
-            for _ in 1..<max(1, repeats) {
-                let again = try generateGreedy(
-                    model: model, promptEmbeddings: embeddings.copyRows(0..<embeddings.size(0)), imageBlocks: [block],
-                    reducer: reducer, maxNewTokens: decodeTokens + 1, stopAtEndOfSequence: false)
-                if again.prefillSeconds < result.prefillSeconds {
-                    result.prefillSeconds = again.prefillSeconds
-                    result.rankingSeconds = again.rankingSeconds
-                }
-                result.decodeSeconds = min(result.decodeSeconds, again.decodeSeconds)
-            }
-            let report = FLOPs.prefillReport(
-                decoder: decoder, vision: nil, tiles: 0, projectorInput: 0, textTokens: textTokens,
-                imageBlockSizes: [imageTokens], reducer: reducer)
-            let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
-            let achieved = 2 * exact / result.prefillSeconds / 1e9
-            var entry = ReductionBenchmark(
-                reduction: describe(reducer), prefillSeconds: result.prefillSeconds, rankingSeconds: result.rankingSeconds,
-                decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
-                keyValueCacheBytes: result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 },
-                exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
-                prefillEfficiency: achieved / machine.sgemmGFLOPs, speedupOverNone: 1, exactFLOPsRatio: 1,
-                decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
+            var entry = try measure(
+                reducer: reducer, model: model, embeddings: embeddings, block: block, textTokens: textTokens,
+                decodeTokens: decodeTokens, repeats: repeats, machine: machine, decodeBound: decodeBound)
             if let vanilla = results.first {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
                 entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
@@ -277,6 +253,41 @@ public enum Benchmark {
         return PresetBenchmark(
             preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles.count, machine: machine,
             decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
+    }
+
+    /// One reducer's prefill and decode on embeddings(prompt, hidden) with the image `block`:
+    /// the best of `repeats` runs, its exact FLOPs and efficiencies (speedups are filled in by the caller).
+    static func measure(
+        reducer: VisualTokenReducer, model: LlamaModel, embeddings: Tensor, block: Range<Int>, textTokens: Int,
+        decodeTokens: Int, repeats: Int, machine: MachinePeaks, decodeBound: Double
+    ) throws -> ReductionBenchmark {
+        func run() throws -> GenerationResult {
+            try generateGreedy(
+                model: model, promptEmbeddings: embeddings.copyRows(0..<embeddings.size(0)), imageBlocks: [block],
+                reducer: reducer, maxNewTokens: decodeTokens + 1, stopAtEndOfSequence: false)
+        }
+        resetPeakResidentMemory()
+        var result = try run()
+        for _ in 1..<max(1, repeats) {
+            let again = try run()
+            if again.prefillSeconds < result.prefillSeconds {
+                result.prefillSeconds = again.prefillSeconds
+                result.rankingSeconds = again.rankingSeconds
+            }
+            result.decodeSeconds = min(result.decodeSeconds, again.decodeSeconds)
+        }
+        let report = FLOPs.prefillReport(
+            decoder: model.shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: textTokens,
+            imageBlockSizes: [block.count], reducer: reducer)
+        let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
+        let achieved = 2 * exact / result.prefillSeconds / 1e9
+        return ReductionBenchmark(
+            reduction: describe(reducer), prefillSeconds: result.prefillSeconds, rankingSeconds: result.rankingSeconds,
+            decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
+            keyValueCacheBytes: result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 },
+            exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
+            prefillEfficiency: achieved / machine.sgemmGFLOPs, speedupOverNone: 1, exactFLOPsRatio: 1,
+            decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
     }
 
     /// A Markdown report of `benchmarks`; `source` says what produced it (Markdown).
