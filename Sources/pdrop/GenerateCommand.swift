@@ -89,7 +89,8 @@ struct GenerateCommand: ParsableCommand {
                 print(try encodeJSON(report))
                 return
             }
-            print(streams ? "" : "tokens: \(result.tokens)")
+            // The streamed text went straight to the file handle; end its line there too.
+            FileHandle.standardOutput.write(Data((streams ? "\n" : "tokens: \(result.tokens)\n").utf8))
             let drops = result.keptImageTokens.map { $0.map(\.count).map(String.init).joined(separator: "+") }
             FileHandle.standardError.write(Data("""
                 [\(prompt.inputIds.count) prompt tokens, \(prompt.imageTokens) image tokens; \(describe(reducer))\(drops.isEmpty ? "" : "; kept " + drops.joined(separator: " -> ")); stopped: \(result.stopReason.rawValue)]
