@@ -37,11 +37,14 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.
         .target(name: "Training", dependencies: ["Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
+        // Evaluation: benchmark files, the official scoring rules, answering benchmarks with
+        // settings in one pass, reports.
+        .target(name: "Evaluation", dependencies: ["Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
         // Benchmarks: machine peaks, the paper's model presets, inference and training timings, reports.
         .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["Engine", "Models", "Training", "Benchmarks", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Engine", "Models", "Training", "Benchmarks", "Evaluation", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -53,6 +56,7 @@ let package = Package(
             name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "Vision", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Engine", "TensorCore", "SafeTensors", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Tokenizer", "TensorCore", "TokenReduction", "Vision", "SafeTensors", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]
