@@ -136,12 +136,16 @@ struct TrainCommand: ParsableCommand {
             sigaddset(&interruptOnly, SIGINT)
             pthread_sigmask(SIG_UNBLOCK, &interruptOnly, nil)
             defer { signal(SIGINT, SIG_DFL) }
-            let progress = ProgressLine(total: steps, first: trainer.step)
+            let progress = ProgressLine(unit: "step", total: steps, first: trainer.step)
+            var trainingSeconds = 0.0, trainingTokens = 0
             let logURL = outputDirectory.appendingPathComponent("training_log.jsonl")
             try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
             while trainer.step < steps {
                 let report = try trainer.trainStep()
-                progress.update(report)
+                trainingSeconds += report.seconds
+                trainingTokens += report.tokens
+                progress.update(position: report.step, seconds: trainingSeconds, detail: String(
+                    format: "loss %.4f lr %.2e %.0f tok/s", report.loss, report.learningRate, Double(trainingTokens) / max(trainingSeconds, 1e-9)))
                 try appendLine(
                     try encodeJSON(LogLine(
                         step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradientNorm,
@@ -190,41 +194,4 @@ func appendLine(_ line: String, to url: URL) throws {
     defer { try? handle.close() }
     try handle.seekToEnd()
     try handle.write(contentsOf: Data((line + "\n").utf8))
-}
-
-/// A progress bar on stderr (redrawn in place on a terminal, one line per step otherwise):
-/// step, bar, loss, learning rate, tokens per second and the time left.
-final class ProgressLine {
-    let total: Int
-    let first: Int
-    let isTerminal = isatty(STDERR_FILENO) != 0
-    private var seconds = 0.0
-    private var tokens = 0
-
-    init(total: Int, first: Int) {
-        self.total = total
-        self.first = first
-    }
-
-    func update(_ report: StepReport) {
-        seconds += report.seconds
-        tokens += report.tokens
-        let done = report.step - first
-        let remaining = seconds / Double(max(done, 1)) * Double(total - report.step)
-        let width = 24, filled = width * report.step / max(total, 1)
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let line = String(
-            format: "step %d/%d [%@] loss %.4f lr %.2e %.0f tok/s ETA %@", report.step, total, bar, report.loss,
-            report.learningRate, Double(tokens) / max(seconds, 1e-9), clockTime(remaining))
-        FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
-    }
-
-    func finishLine() {
-        if isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-
-    private func clockTime(_ seconds: Double) -> String {
-        let total = Int(seconds.rounded())
-        return String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60)
-    }
 }
