@@ -121,16 +121,21 @@ public struct EvaluationFileError: Error, Equatable, CustomStringConvertible {
 
 /// Reads a JSON-lines file into `T`s (blank lines skipped); a bad line names the file and line.
 public func readJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -> [T] {
+    try readNumberedJSONLines(type, from: url).map(\.value)
+}
+
+/// `readJSONLines` with each record's 1-based line number.
+func readNumberedJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -> [(line: Int, value: T)] {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
         throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
     }
     let decoder = JSONDecoder()
-    var records: [T] = []
+    var records: [(line: Int, value: T)] = []
     for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
         if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
         do {
-            records.append(try decoder.decode(T.self, from: Data(line)))
+            records.append((index + 1, try decoder.decode(T.self, from: Data(line))))
         } catch {
             throw EvaluationFileError(file: url.path, line: index + 1, reason: "not a valid record: \(error)")
         }

@@ -109,60 +109,29 @@ func loadScienceQAQuestions(file: URL, imagesDirectory: URL?) throws -> [Benchma
 }
 
 func loadMMBenchQuestions(file: URL) throws -> [BenchmarkQuestion] {
-    let table = try TSVTable(contentsOf: file)
-    for column in ["index", "question", "image"] where table.columnIndex[column] == nil {
-        throw EvaluationFileError(file: file.path, reason: "no '\(column)' column (MMBench's TSV has index, question, hint, A–D, answer, image)")
+    let table = try TabSeparatedTable(contentsOf: file)
+    for column in ["index", "question", "image"] where !table.header.contains(column) {
+        throw EvaluationFileError(file: file.path, line: 1, reason: "no '\(column)' column (MMBench's TSV has index, question, hint, A–D, answer, image)")
     }
-    return try table.rows.enumerated().map { number, row in
-        let line = number + 2
-        guard let index = Int(row["index"]) else {
-            throw EvaluationFileError(file: file.path, line: line, reason: "index \(row["index"].debugDescription) is not an integer")
+    /// A cell, nil where pandas reads it as missing.
+    func present(_ cells: [String: String], _ column: String) -> String? {
+        cells[column].flatMap { pandasMissingValues.contains($0) ? nil : $0 }
+    }
+    return try table.rows.map { line, cells in
+        guard let index = Int(cells["index"]!) else {
+            throw EvaluationFileError(file: file.path, line: line, reason: "index \(cells["index"]!.debugDescription) is not an integer")
         }
         // model_vqa_mmbench.py: hint, question, then each present option as "X. text".
-        var question = row["question"]
-        if let hint = row.nonEmpty("hint") { question = hint + "\n" + question }
+        var question = cells["question"]!
+        if let hint = present(cells, "hint") { question = hint + "\n" + question }
         for letter in ["A", "B", "C", "D"] {
-            if let option = row.nonEmpty(letter) { question += "\n" + letter + ". " + option }
+            if let option = present(cells, letter) { question += "\n" + letter + ". " + option }
         }
-        guard let image = Data(base64Encoded: row["image"], options: .ignoreUnknownCharacters), !image.isEmpty else {
+        guard let image = Data(base64Encoded: cells["image"]!, options: .ignoreUnknownCharacters), !image.isEmpty else {
             throw EvaluationFileError(file: file.path, line: line, reason: "the image column is not base64")
         }
         return BenchmarkQuestion(
             id: .integer(index), text: question + "\n" + singlePredictionPrompt,
             image: .bytes(image, name: "\(file.lastPathComponent) index \(index)"))
-    }
-}
-
-/// A tab-separated table with a header row, as pandas reads MMBench's TSV (no quoting).
-struct TSVTable {
-    struct Row {
-        let cells: [String]
-        let columnIndex: [String: Int]
-        /// The cell of `column`, "" when the column or the cell is absent.
-        subscript(column: String) -> String {
-            guard let index = columnIndex[column], index < cells.count else { return "" }
-            return cells[index]
-        }
-        /// The cell, nil when empty or pandas' NaN spelling.
-        func nonEmpty(_ column: String) -> String? {
-            let value = self[column]
-            return value.isEmpty || value == "nan" || value == "NaN" ? nil : value
-        }
-    }
-
-    let columnIndex: [String: Int]
-    let rows: [Row]
-
-    init(contentsOf file: URL) throws {
-        let text: String
-        do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-            throw EvaluationFileError(file: file.path, reason: "cannot read as UTF-8 text: \(error.localizedDescription)")
-        }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
-        guard !lines.isEmpty else { throw EvaluationFileError(file: file.path, reason: "empty table") }
-        let header = lines.removeFirst().split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-        let columnIndex = Dictionary(header.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
-        self.columnIndex = columnIndex
-        rows = lines.map { Row(cells: $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init), columnIndex: columnIndex) }
     }
 }

@@ -97,19 +97,7 @@ func readJSONRecords(_ url: URL, asJSONLines: Bool = false, arrayKeys: [String] 
 
 /// The JSON values of a JSON-lines file with their 1-based line numbers (blank lines skipped).
 func readJSONLinesWithNumbers(_ url: URL) throws -> [(line: Int, value: JSONValue)] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
-    }
-    var values: [(line: Int, value: JSONValue)] = []
-    let decoder = JSONDecoder()
-    for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
-        do { values.append((index + 1, try decoder.decode(JSONValue.self, from: Data(line)))) } catch {
-            throw EvaluationFileError(file: url.path, line: index + 1, reason: "not valid JSON: \(error)")
-        }
-    }
-    return values
+    try readNumberedJSONLines(JSONValue.self, from: url)
 }
 
 /// A tab-separated table as pandas' `read_csv(sep='\t')` reads it: a field that starts with a
