@@ -62,7 +62,8 @@ fixtures:
 		&& .venv/bin/python make_image_fixtures.py && .venv/bin/python make_anyres_fixtures.py \
 		&& .venv/bin/python make_llava_fixtures.py && .venv/bin/python make_llava_next_fixtures.py \
 		&& .venv/bin/python make_pdrop_fixtures.py \
-		&& .venv/bin/python make_training_fixtures.py && .venv/bin/python make_next_training_fixtures.py
+		&& .venv/bin/python make_training_fixtures.py && .venv/bin/python make_next_training_fixtures.py \
+		&& .venv/bin/python make_eval_fixtures.py
 
 clean:
 	rm -rf .build
