@@ -49,7 +49,7 @@ import TokenReduction
         defer { try? FileManager.default.removeItem(at: directory) }
         let questions = try loadQuestions(
             file: try Self.questionFile(in: directory), imagesDirectory: Fixtures.url("images"))
-        #expect(questions.count == 4 && questions[0].prompt.hasPrefix("<image>\nIs there a cat number 0"))
+        #expect(questions.count == 4 && questions[0].answersFilePrompt.hasPrefix("Is there a cat number 0"))
         let settings = try Self.settings()
 
         // Uninterrupted.

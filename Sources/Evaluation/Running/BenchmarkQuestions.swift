@@ -8,15 +8,15 @@ public struct BenchmarkQuestion: Equatable, Sendable {
     /// What LLaVA's scripts put after `<image>\n` in the user turn.
     public let text: String
     public let image: ImageSource?
+    /// What LLaVA's script for this format writes as the answer's `prompt` (`cur_prompt`).
+    public let answersFilePrompt: String
 
-    public init(id: QuestionID, text: String, image: ImageSource?) {
+    public init(id: QuestionID, text: String, image: ImageSource?, answersFilePrompt: String) {
         self.id = id
         self.text = text
         self.image = image
+        self.answersFilePrompt = answersFilePrompt
     }
-
-    /// The user turn as LLaVA's scripts write it into the answers file's `prompt`.
-    public var prompt: String { (image == nil ? "" : "<image>\n") + text }
 }
 
 /// The question files `pdrop eval run` reads, as LLaVA's evaluation scripts read them.
@@ -79,7 +79,8 @@ func loadLLaVAQuestions(file: URL, imagesDirectory: URL?) throws -> [BenchmarkQu
     return try readJSONLines(Line.self, from: file).enumerated().map { index, line in
         BenchmarkQuestion(
             id: line.questionId, text: line.text,
-            image: try line.image.map { try imageSource($0, imagesDirectory: imagesDirectory, file: file, line: index + 1) })
+            image: try line.image.map { try imageSource($0, imagesDirectory: imagesDirectory, file: file, line: index + 1) },
+            answersFilePrompt: line.text)
     }
 }
 
@@ -102,9 +103,11 @@ func loadScienceQAQuestions(file: URL, imagesDirectory: URL?) throws -> [Benchma
         }
         // model_vqa_science.py: the first turn without its placeholder, then the single-prediction prompt.
         let question = first.value.replacingOccurrences(of: "<image>", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = question + "\n" + singlePredictionPrompt
         return BenchmarkQuestion(
-            id: problem.id, text: question + "\n" + singlePredictionPrompt,
-            image: try problem.image.map { try imageSource($0, imagesDirectory: imagesDirectory, file: file, line: 0) })
+            id: problem.id, text: text,
+            image: try problem.image.map { try imageSource($0, imagesDirectory: imagesDirectory, file: file, line: 0) },
+            answersFilePrompt: (problem.image == nil ? "" : "<image>\n") + text)
     }
 }
 
@@ -113,9 +116,9 @@ func loadMMBenchQuestions(file: URL) throws -> [BenchmarkQuestion] {
     for column in ["index", "question", "image"] where !table.header.contains(column) {
         throw EvaluationFileError(file: file.path, line: 1, reason: "no '\(column)' column (MMBench's TSV has index, question, hint, A–D, answer, image)")
     }
-    /// A cell, nil where pandas reads it as missing.
+    /// A cell, nil where pandas reads it as missing or LLaVA's `is_none` calls it empty ("nan", "none" in any case).
     func present(_ cells: [String: String], _ column: String) -> String? {
-        cells[column].flatMap { pandasMissingValues.contains($0) ? nil : $0 }
+        cells[column].flatMap { pandasMissingValues.contains($0) || ["nan", "none"].contains($0.lowercased()) ? nil : $0 }
     }
     return try table.rows.map { line, cells in
         guard let index = Int(cells["index"]!) else {
@@ -124,14 +127,16 @@ func loadMMBenchQuestions(file: URL) throws -> [BenchmarkQuestion] {
         // model_vqa_mmbench.py: hint, question, then each present option as "X. text".
         var question = cells["question"]!
         if let hint = present(cells, "hint") { question = hint + "\n" + question }
+        // LLaVA's get_options stops at the first empty option.
         for letter in ["A", "B", "C", "D"] {
-            if let option = present(cells, letter) { question += "\n" + letter + ". " + option }
+            guard let option = present(cells, letter) else { break }
+            question += "\n" + letter + ". " + option
         }
         guard let image = Data(base64Encoded: cells["image"]!, options: .ignoreUnknownCharacters), !image.isEmpty else {
             throw EvaluationFileError(file: file.path, line: line, reason: "the image column is not base64")
         }
         return BenchmarkQuestion(
             id: .integer(index), text: question + "\n" + singlePredictionPrompt,
-            image: .bytes(image, name: "\(file.lastPathComponent) index \(index)"))
+            image: .bytes(image, name: "\(file.lastPathComponent) index \(index)"), answersFilePrompt: question)
     }
 }

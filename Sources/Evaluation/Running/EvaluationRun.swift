@@ -133,7 +133,7 @@ public struct EvaluationRun {
             "reduction_request": .string(settingDescription(setting)),
         ]
         return AnswerRecord(
-            questionId: question.id, prompt: question.prompt,
+            questionId: question.id, prompt: question.answersFilePrompt,
             text: (result.text ?? "").trimmingCharacters(in: .whitespacesAndNewlines),
             answerId: "\(setting.name)-\(question.id)", modelId: modelId, metadata: metadata)
     }
