@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["Engine", "Models", "Training", "Benchmarks", "Evaluation", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Engine", "Models", "Training", "Benchmarks", "Evaluation", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),

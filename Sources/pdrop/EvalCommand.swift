@@ -1,9 +1,9 @@
 import ArgumentParser
 
-/// Benchmark evaluation: scoring answers files with each benchmark's official rules.
+/// Benchmark evaluation: answering benchmark files, scoring them with each benchmark's official rules, reports.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate on the paper's benchmarks.",
-        subcommands: [EvalScoreCommand.self])
+        subcommands: [EvalRunCommand.self, EvalScoreCommand.self, EvalReportCommand.self, EvalMergeCommand.self])
 }
