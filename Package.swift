@@ -56,7 +56,7 @@ let package = Package(
             name: "ModelsTests", dependencies: ["Models", "Engine", "TokenReduction", "Vision", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Engine", "TensorCore", "SafeTensors", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Tokenizer", "TensorCore", "TokenReduction", "Vision", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport", "Vision"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]
