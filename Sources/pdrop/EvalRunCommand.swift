@@ -4,6 +4,10 @@ import Evaluation
 import Foundation
 import Models
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Answers a benchmark's questions as LLaVA's evaluation scripts do, under one or several
 /// reduction settings, into LLaVA answers files.
 struct EvalRunCommand: ParsableCommand {
@@ -101,6 +105,13 @@ struct EvalRunCommand: ParsableCommand {
             let run = try EvaluationRun(
                 session: session, settings: settings.map(\.setting), files: settings.map { Evaluation.answersFile(answers, setting: $0.name) },
                 maxNewTokens: maxNewTokens, modelId: modelId ?? directory.lastPathComponent)
+            // Answers are appended whole, so the default action of SIGINT / SIGTERM (end the
+            // process) loses nothing; a launcher may have blocked them for its children.
+            var interruptions = sigset_t()
+            sigemptyset(&interruptions)
+            sigaddset(&interruptions, SIGINT)
+            sigaddset(&interruptions, SIGTERM)
+            pthread_sigmask(SIG_UNBLOCK, &interruptions, nil)
             let progress = ProgressLine(unit: "question", total: part.count, first: 0)
             let clock = ContinuousClock(), start = clock.now
             let summary = try run.answer(part) { done, total in

@@ -20,14 +20,14 @@ import Glibc
     }
 
     /// An answers file's lines without the timings, which differ from run to run.
-    func linesWithoutTimings(_ file: URL) throws -> [[String: String]] {
+    func linesWithoutTimings(_ file: URL) throws -> [String] {
         try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map { line in
             var object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             var metadata = object["metadata"] as? [String: Any] ?? [:]
             metadata["vision_seconds"] = nil
             metadata["prefill_seconds"] = nil
             object["metadata"] = metadata
-            return object.mapValues { "\($0)" }
+            return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
         }
     }
 

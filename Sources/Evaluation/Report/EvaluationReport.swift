@@ -69,7 +69,7 @@ public enum EvaluationReport {
         ]
         for r in results {
             lines.append(String(
-                format: "| %@ | %@ | %.1f | %.1f | %.3f | %.2f | %@ | %d | %d |", r.setting, r.method, r.score,
+                format: "| %@ | %@ | %.1f | %.1f | %.4g | %.2f | %@ | %d | %d |", r.setting, r.method, r.score,
                 r.averageImageTokensPerLayer, r.paperImageTeraFLOPs, r.prefillSeconds,
                 r.prefillSpeedup.map { String(format: "%.2f×", $0) } ?? "–", r.questions, r.unanswered))
         }
