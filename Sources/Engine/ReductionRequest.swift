@@ -4,6 +4,8 @@ import TokenReduction
 /// Which reduction a user asked for.
 public enum ReductionKind: String, CaseIterable, Codable, Sendable {
     case none, fastv, pdrop
+    /// The control: PyramidDrop's layers and counts, a random subset kept (`randomSeed`).
+    case random
 }
 
 /// A reduction as a request describes it (the command line's flags, a server's JSON); `makeReducer` turns it into a strategy for a
@@ -21,6 +23,8 @@ public struct ReductionRequest: Equatable, Sendable {
     public var fastVRatio: Double? = nil
     /// nil: the method's own default (PDrop reindex, FastV preserve).
     public var positions: PositionMode? = nil
+    /// The random control's seed.
+    public var randomSeed: UInt64? = nil
 
     public init() {}
 
@@ -31,12 +35,13 @@ public struct ReductionRequest: Equatable, Sendable {
         let fastVFlags = fastVLayer != nil || fastVRatio != nil
         switch kind {
         case .none:
-            if scheduleFlags || fastVFlags || budget != nil {
-                throw ReductionSettingError.invalid("no reduction takes no schedule, FastV setting or budget")
+            if scheduleFlags || fastVFlags || budget != nil || randomSeed != nil {
+                throw ReductionSettingError.invalid("no reduction takes no schedule, FastV setting, budget or seed")
             }
             return NoReduction()
-        case .pdrop:
+        case .pdrop, .random:
             if fastVFlags { throw ReductionSettingError.invalid("a FastV layer or ratio needs the fastv reduction") }
+            if kind == .pdrop && randomSeed != nil { throw ReductionSettingError.invalid("a random seed needs the random reduction") }
             if budget != nil && scheduleFlags {
                 throw ReductionSettingError.invalid("give either a budget or a schedule (layers with ratios, or λ with stages), not both")
             }
@@ -54,9 +59,11 @@ public struct ReductionRequest: Equatable, Sendable {
             } else {
                 schedule = try PyramidDropSchedule.paperDefault(layerCount: decoder.layers)
             }
+            if kind == .random { return RandomDropReducer(schedule: schedule, seed: randomSeed ?? 0, positionMode: positions ?? .reindex) }
             return PyramidDropReducer(schedule: schedule, positionMode: positions ?? .reindex)
         case .fastv:
-            if scheduleFlags { throw ReductionSettingError.invalid("a schedule (layers, ratios, λ, stages) needs the pdrop reduction") }
+            if scheduleFlags { throw ReductionSettingError.invalid("a schedule (layers, ratios, λ, stages) needs the pdrop or random reduction") }
+            if randomSeed != nil { throw ReductionSettingError.invalid("a random seed needs the random reduction") }
             if budget != nil && fastVFlags { throw ReductionSettingError.invalid("give either a budget or a FastV layer and ratio, not both") }
             let setting: FastVSetting
             if let budget {
@@ -74,6 +81,8 @@ public func describe(_ reducer: VisualTokenReducer) -> String {
     switch reducer {
     case let pyramid as PyramidDropReducer:
         return "pdrop layers \(pyramid.schedule.layers) ratios \(pyramid.schedule.ratios) positions \(pyramid.positionMode.rawValue)"
+    case let random as RandomDropReducer:
+        return "random layers \(random.schedule.layers) ratios \(random.schedule.ratios) seed \(random.seed) positions \(random.positionMode.rawValue)"
     case let fastV as FastVReducer:
         return "fastv layer \(fastV.setting.layer) drop ratio \(fastV.setting.dropRatio) positions \(fastV.positionMode.rawValue)"
     default:

@@ -116,7 +116,10 @@ public enum FLOPs {
             languageModel += exactDecoderLayer(shape: decoder, tokens: textTokens + imagePerLayer[layer])
         }
         var ranking = 0.0
-        for layer in reducer.dropLayers where layer < layers && !imageBlockSizes.isEmpty {
+        // A random control ranks nothing.
+        let ranks: Bool
+        if case .random = reducer.scoring { ranks = false } else { ranks = true }
+        for layer in reducer.dropLayers where ranks && layer < layers && !imageBlockSizes.isEmpty {
             ranking += exactRanking(shape: decoder, tokens: textTokens + imagePerLayer[layer - 1], queryRows: 1)
         }
         let imageTokens = imageBlockSizes.reduce(0, +)

@@ -5,6 +5,8 @@ public enum ScoringRule: Equatable, Sendable {
     case nextLayerQueryKey
     /// FastV: the real attention of the last layer before the drop.
     case lastLayerAttention
+    /// A control: uniformly random scores from this seed (a random subset of the same size).
+    case random(seed: UInt64)
 }
 
 /// The strategy of visual token reduction: where drops happen and how many tokens survive.
@@ -59,6 +61,26 @@ public struct FastVReducer: VisualTokenReducer {
         setting.keptCount(originalCount: originalCount)
     }
     public var scoring: ScoringRule { .lastLayerAttention }
+}
+
+/// Random dropping, the control of the paper's comparison: PyramidDrop's layers and counts, but
+/// the kept image tokens are a uniformly random subset (seeded, so runs repeat).
+public struct RandomDropReducer: VisualTokenReducer {
+    public let schedule: PyramidDropSchedule
+    public let seed: UInt64
+    public let positionMode: PositionMode
+
+    public init(schedule: PyramidDropSchedule, seed: UInt64, positionMode: PositionMode = .reindex) {
+        self.schedule = schedule
+        self.seed = seed
+        self.positionMode = positionMode
+    }
+
+    public var dropLayers: [Int] { schedule.layers }
+    public func keptCount(originalCount: Int, afterDrop drop: Int) -> Int {
+        schedule.keptCount(originalCount: originalCount, afterDrop: drop)
+    }
+    public var scoring: ScoringRule { .random(seed: seed) }
 }
 
 /// The `count` highest of scores(N), ties to the lower index, returned in increasing index

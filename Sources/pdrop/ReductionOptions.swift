@@ -8,7 +8,7 @@ extension PositionMode: ExpressibleByArgument {}
 
 /// Reduction flags shared by generate, logits, flops and bench.
 struct ReductionOptions: ParsableArguments {
-    @Option(help: "Visual token reduction: none, fastv or pdrop.")
+    @Option(help: "Visual token reduction: none, fastv, pdrop, or random (PyramidDrop's layers and counts, a random subset kept: the control).")
     var reduction: ReductionKind = .pdrop
 
     @Option(help: "PDrop: layers after which to drop, 1-based (e.g. 8,16,24).")
@@ -38,6 +38,9 @@ struct ReductionOptions: ParsableArguments {
     @Option(help: "Positions after a drop: reindex (PDrop's default) or preserve (FastV's default).")
     var positions: PositionMode?
 
+    @Option(help: "random: the seed of the kept subsets.")
+    var randomSeed: UInt64?
+
     func request() throws -> ReductionRequest {
         var request = ReductionRequest()
         request.kind = reduction
@@ -52,6 +55,7 @@ struct ReductionOptions: ParsableArguments {
         request.fastVLayer = fastvLayer
         request.fastVRatio = fastvRatio
         request.positions = positions
+        request.randomSeed = randomSeed
         return request
     }
 }

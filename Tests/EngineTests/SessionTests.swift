@@ -124,4 +124,24 @@ import TokenReduction
             try session.prepare(.raw("<image>", images: [.file(image)]))
         }
     }
+
+    @Test func theRandomControlKeepsASeededRandomSubsetOfPyramidDropsSize() throws {
+        let session = try Self.session.get()
+        let prompt = try prompt()
+        func kept(_ request: ReductionRequest) throws -> KeptImageTokens {
+            try session.generate(prompt, reducer: try session.reducer(request, for: prompt), maxNewTokens: 1).keptImageTokens
+        }
+        var random = ReductionRequest()
+        random.kind = .random
+        random.randomSeed = 5
+        let first = try kept(random), again = try kept(random)
+        let pyramid = try kept(ReductionRequest())
+        #expect(first == again && first.map { $0[0].count } == pyramid.map { $0[0].count } && first.map { $0[0].count } == [288, 144, 72])
+        random.randomSeed = 6
+        #expect(try kept(random) != first && first != pyramid)
+        // Each drop keeps a subset of the previous one, spread over the whole block.
+        #expect(Set(first[1][0]).isSubset(of: Set(first[0][0])) && first[0][0].first! < 100 && first[0][0].last! > 476)
+        random.kind = .pdrop
+        #expect(throws: ReductionSettingError.self) { try kept(random) }
+    }
 }

@@ -220,3 +220,21 @@ import TokenReduction
         #expect(plan.keptRows == Array(0..<8) && plan.keptImageTokens == [[0, 1, 2, 3]])
     }
 }
+
+@Suite struct RandomReducerTests {
+    @Test func theRandomControlKeepsPyramidDropsCountsAtItsLayers() throws {
+        let schedule = try PyramidDropSchedule.paperDefault(layerCount: 32)
+        let random = RandomDropReducer(schedule: schedule, seed: 3)
+        let pyramid = PyramidDropReducer(schedule: schedule)
+        #expect(random.dropLayers == pyramid.dropLayers)
+        for drop in 0..<3 { #expect(random.keptCount(originalCount: 576, afterDrop: drop) == pyramid.keptCount(originalCount: 576, afterDrop: drop)) }
+        #expect(random.scoring == .random(seed: 3) && random.positionMode == .reindex)
+        // It ranks nothing, so its exact FLOPs are PyramidDrop's without the ranking.
+        let shape = ModelPreset.llava15_7B.decoder
+        let randomReport = FLOPs.prefillReport(decoder: shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: 40, imageBlockSizes: [576], reducer: random)
+        let pyramidReport = FLOPs.prefillReport(decoder: shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: 40, imageBlockSizes: [576], reducer: pyramid)
+        #expect(randomReport.exactRanking == 0 && pyramidReport.exactRanking > 0)
+        #expect(randomReport.exactLanguageModel == pyramidReport.exactLanguageModel)
+        #expect(randomReport.paperImageTeraFLOPs == pyramidReport.paperImageTeraFLOPs)
+    }
+}

@@ -131,6 +131,10 @@ public struct EvaluationRun {
             "vision_seconds": .number(prompt.visionSeconds),
             "prefill_seconds": .number(result.prefillSeconds),
             "reduction_request": .string(settingDescription(setting)),
+            // Per drop, the first image's kept tokens (indices into its block): for recall studies.
+            "kept_image_tokens": .array(result.keptImageTokens.map { drop in
+                .array((drop.first ?? []).map { .number(Double($0)) })
+            }),
         ]
         return AnswerRecord(
             questionId: question.id, prompt: question.answersFilePrompt,

@@ -66,9 +66,12 @@ public struct ReductionDriver {
             }
             let rankingStart = clock.now
             let scores: [Float]  // (current tokens,) attention each row receives from the query rows
-            if reducer.scoring == .lastLayerAttention, let rankingInput {
-                scores = score(layer, rankingInput.hidden, rankingInput.positions)
-            } else {
+            switch reducer.scoring {
+            case let .random(seed):
+                scores = Self.randomScores(count: hidden.size(0), seed: seed, drop: nextDrop - 1)
+            case .lastLayerAttention:
+                scores = score(layer, rankingInput!.hidden, rankingInput!.positions)
+            case .nextLayerQueryKey:
                 scores = score(layer + 1, hidden, positions)
             }
             rankingSeconds += (clock.now - rankingStart).inSeconds
@@ -81,6 +84,15 @@ public struct ReductionDriver {
             onDrop(layer, plan)
         }
         return hidden
+    }
+}
+
+extension ReductionDriver {
+    /// Uniform scores in [0, 1) for `count` rows at drop `drop`: a random control's ranking,
+    /// the same for the same seed and drop.
+    static func randomScores(count: Int, seed: UInt64, drop: Int) -> [Float] {
+        var generator = SplitMix64(seed: seed &+ UInt64(drop) &* 0x9E37_79B9_7F4A_7C15)
+        return (0..<count).map { _ in Float(generator.next() >> 40) / Float(1 << 24) }
     }
 }
 
