@@ -29,7 +29,8 @@ public enum InitializationError: Error, Equatable, CustomStringConvertible {
 /// - LLaMA (`LlamaPreTrainedModel._init_weights` → `PreTrainedModel._init_weights`): every
 ///   `nn.Linear` and `nn.Embedding` weight ~ normal(0, text_config.initializer_range), biases 0,
 ///   `LlamaRMSNorm` weights 1.
-/// - The projector (`LlavaPreTrainedModel._init_weights`): `std = config.initializer_range` when
+/// - The projector and lm_head (`LlavaPreTrainedModel._init_weights`; in transformers 5 lm_head
+///   belongs to `LlavaForConditionalGeneration` itself): `std = config.initializer_range` when
 ///   the LLaVA config has one, else `config.text_config.initializer_range`; Linear weights
 ///   ~ normal(0, std), biases 0.
 /// - CLIP (`CLIPPreTrainedModel._init_weights`, modeling_clip.py), with
@@ -103,7 +104,10 @@ public struct InitializationRules: Equatable, Sendable {
         if name.hasPrefix(layout.projectorPrefix) {
             return name.hasSuffix(".weight") ? .normal(std: projectorInitializerRange) : nil
         }
-        if name.hasPrefix(layout.language.modelPrefix) || name.hasPrefix(layout.language.lmHeadPrefix) {
+        // transformers 5's LlavaForConditionalGeneration owns lm_head itself, so LLaVA's rule
+        // (the LLaVA config's range) applies to it; check_init.py shows it with a top-level range.
+        if name == layout.language.lmHeadPrefix + "weight" { return .normal(std: projectorInitializerRange) }
+        if name.hasPrefix(layout.language.modelPrefix) {
             if name.hasSuffix("layernorm.weight") || name == layout.language.modelPrefix + "norm.weight" { return .ones }
             return name.hasSuffix(".weight") ? .normal(std: textInitializerRange) : nil
         }
@@ -218,6 +222,36 @@ public enum ModelInitialization {
         return Result(configuration: configuration, tensors: source.tensors, configurationJSON: json)
     }
 
+    /// Pretty JSON with sorted keys that keeps a float a float: JSONSerialization writes the
+    /// parsed 2.0 as 2, and transformers 5's strict config fields (`initializer_factor: float`)
+    /// then refuse the file.
+    public static func jsonText(_ value: Any, indent: String = "") -> String {
+        let inner = indent + "  "
+        if let object = value as? [String: Any] {
+            if object.isEmpty { return "{}" }
+            let fields = object.keys.sorted().map { "\(inner)\(jsonText($0)): \(jsonText(object[$0]!, indent: inner))" }
+            return "{\n" + fields.joined(separator: ",\n") + "\n\(indent)}"
+        }
+        if let string = value as? String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .withoutEscapingSlashes
+            return String(decoding: (try? encoder.encode(string)) ?? Data("\"\"".utf8), as: UTF8.self)
+        }
+        if let array = value as? [Any] {
+            if array.isEmpty { return "[]" }
+            return "[\n" + array.map { inner + jsonText($0, indent: inner) }.joined(separator: ",\n") + "\n\(indent)]"
+        }
+        if value is NSNull { return "null" }
+        if let number = value as? NSNumber {
+            switch String(cString: number.objCType) {
+            case "c", "B": return number.boolValue ? "true" : "false"
+            case "d", "f": return number.doubleValue.description
+            default: return number.int64Value.description
+            }
+        }
+        return "null"
+    }
+
     /// CLIP's image processor for `imageSize` (as llava-hf ships it for 336 px).
     public static func preprocessorConfiguration(imageSize: Int) -> [String: Any] {
         [
@@ -262,8 +296,7 @@ public enum ModelInitialization {
         let items = result.tensors.map { SafeTensorsWriter.Item(name: $0.key, tensor: $0.value, dtype: storage) }
         try SafeTensorsWriter.write(
             items, metadata: ["format": "pt", "pdrop_init_seed": String(seed)], to: output.appendingPathComponent(TrainingCheckpoint.weightsFile))
-        let configurationData = try JSONSerialization.data(withJSONObject: result.configurationJSON, options: [.prettyPrinted, .sortedKeys])
-        try configurationData.write(to: output.appendingPathComponent("config.json"), options: .atomic)
+        try Data((jsonText(result.configurationJSON) + "\n").utf8).write(to: output.appendingPathComponent("config.json"), options: .atomic)
         for name in tokenizerFiles + ["chat_template.json", "chat_template.jinja"] {
             let from = tokenizer.appendingPathComponent(name)
             guard manager.fileExists(atPath: from.path) else { continue }

@@ -114,7 +114,7 @@ import Training
         #expect(zerosCount == 2 + 2 + 2 * 2 + 2 * 6)  // projector; pre/post; CLIP layer norms; CLIP linears
     }
 
-    @Test func projectorTakesTheLlavaConfigsOwnRangeAndVisionItsFactor() throws {
+    @Test func projectorAndHeadTakeTheLlavaConfigsOwnRangeAndVisionItsFactor() throws {
         let data = try Self.configuration {
             $0["initializer_range"] = 0.05
             var vision = $0["vision_config"] as! [String: Any]
@@ -124,6 +124,7 @@ import Training
         let result = try ModelInitialization.initialize(configuration: data, file: "config.json", seed: 3)
         let projector = Self.moments(result.tensors["multi_modal_projector.linear_1.weight"]!).std
         #expect(abs(projector - 0.05) < 0.002)
+        #expect(abs(Self.moments(result.tensors["language_model.lm_head.weight"]!).std - 0.05) < 0.0005)
         let position = Self.moments(result.tensors["vision_tower.vision_model.embeddings.position_embedding.weight"]!).std
         #expect(abs(position - 0.04) < 0.003)
         #expect(abs(Self.moments(result.tensors["language_model.model.embed_tokens.weight"]!).std - 0.02) < 0.0002)
@@ -184,5 +185,25 @@ extension InitCommandTests {
         #expect((clip["image_mean"] as? [Double]) == [0.48145466, 0.4578275, 0.40821073])
         #expect((clip["image_std"] as? [Double]) == [0.26862954, 0.26130258, 0.27577711])
         #expect(clip["rescale_factor"] as? Double == 1.0 / 255.0)
+    }
+}
+
+extension InitCommandTests {
+    /// config.json keeps floats floats (transformers 5 refuses `initializer_factor: 2`), and the dtype set.
+    @Test func configurationKeepsFloatsAndSetsTheDtype() throws {
+        // Written as text: JSONSerialization would write the 2.0 as 2.
+        let base = String(decoding: try Self.configuration(), as: UTF8.self)
+        let marker = #""intermediate_size":128,"model_type":"clip_vision_model""#
+        try #require(base.contains(marker))
+        let data = Data(base.replacingOccurrences(of: marker, with: #""initializer_factor":2.0,"layer_norm_eps":1e-05,"# + marker).utf8)
+        let output = try Self.initialise(data)
+        defer { try? FileManager.default.removeItem(at: output.deletingLastPathComponent()) }
+        let text = try String(contentsOf: output.appendingPathComponent("config.json"), encoding: .utf8)
+        #expect(text.contains("\"initializer_factor\": 2.0"))
+        #expect(text.contains("\"layer_norm_eps\": 1e-05"))
+        #expect(text.contains("\"torch_dtype\": \"float32\""))
+        #expect(text.contains("\"vision_feature_layer\": -2"))
+        let written = try ModelConfiguration.parse(Data(text.utf8), file: "config.json")
+        #expect(written == (try ModelConfiguration.parse(data, file: "config.json")))
     }
 }
