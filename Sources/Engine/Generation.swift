@@ -129,14 +129,13 @@ public func generate(
     result.rankingSeconds = prefill.rankingSeconds
     result.lastPromptLogits = logits.toArray()
 
+    let endOfSequence = decoder.endOfSequenceIds
     let decodeStart = clock.now
     while result.tokens.count < parameters.maxNewTokens {
         let next = logits.withPointer { sampler.next(logits: UnsafeBufferPointer(start: $0, count: logits.count)) }
         result.tokens.append(next)
-        var newText = detokenizer?.append(next) ?? ""
-        let endsSequence = parameters.stopAtEndOfSequence && decoder.endOfSequenceIds.contains(next)
-        if endsSequence || result.tokens.count == parameters.maxNewTokens { newText += detokenizer?.finish() ?? "" }
-        let (emitted, matchedStop) = stopMatcher.feed(newText)
+        let endsSequence = parameters.stopAtEndOfSequence && endOfSequence.contains(next)
+        let (emitted, matchedStop) = stopMatcher.feed(detokenizer?.append(next) ?? "")
         text += emitted
         let control = onEvent?(GenerationEvent(token: next, text: emitted)) ?? .continue
         if matchedStop { result.stopReason = .stopString; break }
@@ -145,9 +144,13 @@ public func generate(
         if result.tokens.count >= parameters.maxNewTokens { break }
         logits = try decoder.decodeStep(token: next, cache: cache, after: prefill, step: result.tokens.count - 1)
     }
-    if result.stopReason != .stopString, case let held = stopMatcher.finish(), !held.isEmpty {
+    // Whatever stopping left unsaid: a held-back byte run, then text that might have begun a stop string.
+    if result.stopReason != .stopString, let last = result.tokens.last {
+        let (tail, matchedStop) = stopMatcher.feed(detokenizer?.finish() ?? "")
+        if matchedStop { result.stopReason = .stopString }
+        let held = tail + (matchedStop ? "" : stopMatcher.finish())
         text += held
-        _ = onEvent?(GenerationEvent(token: result.tokens.last ?? -1, text: held))
+        if !held.isEmpty { _ = onEvent?(GenerationEvent(token: last, text: held)) }
     }
     result.decodeSeconds = (clock.now - decodeStart).inSeconds
     result.keyValueCacheBytes = cache.usedBytes

@@ -183,8 +183,6 @@ public final class InitializingWeightSource: WeightSource {
 /// `pdrop init`: a LLaVA checkpoint of random weights, initialised as transformers initialises
 /// `LlavaForConditionalGeneration(config)`, ready for `pdrop train --train all`.
 public enum ModelInitialization {
-    public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json"]
-
     public struct Result {
         public let configuration: LlavaConfiguration
         public let tensors: [String: Tensor]
@@ -297,7 +295,7 @@ public enum ModelInitialization {
         try SafeTensorsWriter.write(
             items, metadata: ["format": "pt", "pdrop_init_seed": String(seed)], to: output.appendingPathComponent(TrainingCheckpoint.weightsFile))
         try Data((jsonText(result.configurationJSON) + "\n").utf8).write(to: output.appendingPathComponent("config.json"), options: .atomic)
-        for name in tokenizerFiles + ["chat_template.json", "chat_template.jinja"] {
+        for name in TrainingCheckpoint.tokenizerFiles {
             let from = tokenizer.appendingPathComponent(name)
             guard manager.fileExists(atPath: from.path) else { continue }
             try manager.copyItem(at: from, to: output.appendingPathComponent(name))

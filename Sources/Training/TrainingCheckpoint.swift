@@ -34,11 +34,13 @@ public struct TrainerState: Equatable {
 public enum TrainingCheckpoint {
     public static let stateFile = "trainer_state.safetensors"
     public static let weightsFile = "model.safetensors"
-    /// Files copied from the input checkpoint when present.
-    static let companionFiles = [
+    /// A checkpoint's tokenizer and chat-template files.
+    public static let tokenizerFiles = [
         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json",
-        "preprocessor_config.json", "processor_config.json", "generation_config.json", "chat_template.json", "chat_template.jinja",
+        "chat_template.json", "chat_template.jinja",
     ]
+    /// Files copied from the input checkpoint when present.
+    static let companionFiles = tokenizerFiles + ["preprocessor_config.json", "processor_config.json", "generation_config.json"]
 
     /// Saves `parameters`, the optimizer's moments and the trainer state into `directory`
     /// (created if needed). Each file is written to a temporary name and renamed, and the state
