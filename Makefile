@@ -9,7 +9,11 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo clean fixtures bench bench-train
+.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train
+
+# The task model: a small LLaVA trained here on generated scenes and digit grids (models/README.md).
+TASK_MODEL = models/llava-task-7m
+TASK_WORK = .build/task
 
 setup:
 	@scripts/ensure-system-libraries.sh
@@ -40,6 +44,19 @@ demo: build
 		--steps 4 --batch-size 2 --lr 1e-3 --output .build/demo-train
 	$(PDROP) generate --model .build/demo-train --image $(DEMO_IMAGE) --prompt $(DEMO_QUESTION) --max-new-tokens 8
 	$(PDROP) flops --preset llava-1.5-7b
+	@echo "== the task model trained here (models/README.md) answers questions about a new scene and digit grid"
+	scripts/demo-task-model.sh $(PDROP) $(TASK_MODEL) .build/demo-task
+
+# Regenerates the task model from nothing: data, tokenizer, init, training with PyramidDrop (and
+# without, to step 300, for the study), the committed bf16 checkpoint. About 1.5 hours on 2 cores;
+# rerun to continue after an interruption.
+demo-model: build
+	scripts/make-task-model.sh $(PDROP) $(TASK_WORK) $(TASK_MODEL)
+
+# docs/QUALITY.md: the paper's study on the task model (needs `make demo-model`'s runs). About 15 minutes.
+quality: build
+	$(PDROP) eval study --model $(TASK_MODEL) --pdrop-model $(TASK_WORK)/pdrop-step300 --plain-model $(TASK_WORK)/none-step300 \
+		--data $(TASK_WORK)/heldout --answers $(TASK_WORK)/quality --output docs/QUALITY.md --figures docs/quality
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
 # and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.

@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Engine", "TensorCore", "SafeTensors", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Tokenizer", "TensorCore", "TokenReduction", "Vision", "SafeTensors", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport", "Vision"]),
-        .testTarget(name: "TaskDataTests", dependencies: ["TaskData", "Vision", "TensorCore", "Evaluation", "Training", "TestSupport"]),
+        .testTarget(name: "TaskDataTests", dependencies: ["TaskData", "Vision", "TensorCore", "Evaluation", "Engine", "Models", "TokenReduction", "Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

@@ -11,8 +11,9 @@ public enum KeptTokensPicture {
 
     /// One row of panels for one image: `image` (side × side, resized and cropped like the
     /// model's input), `keptPerDrop[s]` the surviving patch indices after drop s
-    /// (row-major over a patchesPerSide × patchesPerSide grid).
-    public static func render(image: RGBImage, patchesPerSide: Int, keptPerDrop: [[Int]]) -> RGBImage {
+    /// (row-major over a patchesPerSide × patchesPerSide grid). The patches of `outlined` (e.g.
+    /// the objects a question is about) get a magenta border in every panel.
+    public static func render(image: RGBImage, patchesPerSide: Int, keptPerDrop: [[Int]], outlined: Set<Int> = []) -> RGBImage {
         let side = image.width, patch = side / max(patchesPerSide, 1)
         let panels = keptPerDrop.count + 1
         let width = panels * side + (panels - 1) * gap
@@ -35,7 +36,47 @@ public enum KeptTokensPicture {
                 }
             }
         }
+        if !outlined.isEmpty {
+            for panel in 0..<panels {
+                drawOutline(of: outlined, patchesPerSide: patchesPerSide, patch: patch, left: panel * (side + gap), width: width, pixels: &pixels)
+            }
+        }
         return RGBImage(width: width, height: image.height, pixels: pixels)
+    }
+
+    /// A 1-pixel magenta line along every patch edge between a patch of `patches` and one outside.
+    static func drawOutline(of patches: Set<Int>, patchesPerSide: Int, patch: Int, left: Int, width: Int, pixels: inout [UInt8]) {
+        func inside(_ row: Int, _ column: Int) -> Bool {
+            (0..<patchesPerSide).contains(row) && (0..<patchesPerSide).contains(column) && patches.contains(row * patchesPerSide + column)
+        }
+        func paint(_ x: Int, _ y: Int) {
+            let offset = (y * width + left + x) * 3
+            pixels[offset] = 255
+            pixels[offset + 1] = 0
+            pixels[offset + 2] = 255
+        }
+        for index in patches where index >= 0 && index < patchesPerSide * patchesPerSide {
+            let row = index / patchesPerSide, column = index % patchesPerSide
+            let x0 = column * patch, y0 = row * patch, x1 = x0 + patch - 1, y1 = y0 + patch - 1
+            for step in 0..<patch {
+                if !inside(row - 1, column) { paint(x0 + step, y0) }
+                if !inside(row + 1, column) { paint(x0 + step, y1) }
+                if !inside(row, column - 1) { paint(x0, y0 + step) }
+                if !inside(row, column + 1) { paint(x1, y0 + step) }
+            }
+        }
+    }
+
+    /// `image` enlarged `factor` times, each pixel a factor × factor block (for small pictures).
+    public static func enlarged(_ image: RGBImage, factor: Int) -> RGBImage {
+        var pixels = [UInt8](repeating: 0, count: image.width * factor * image.height * factor * 3)  // (height·f, width·f, 3)
+        for y in 0..<(image.height * factor) {
+            for x in 0..<(image.width * factor) {
+                let source = ((y / factor) * image.width + x / factor) * 3, destination = (y * image.width * factor + x) * 3
+                for channel in 0..<3 { pixels[destination + channel] = image.pixels[source + channel] }
+            }
+        }
+        return RGBImage(width: image.width * factor, height: image.height * factor, pixels: pixels)
     }
 
     /// Rows stacked top to bottom (one per image), padded to the widest.

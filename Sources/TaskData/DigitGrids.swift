@@ -107,6 +107,11 @@ public struct DigitGrid: Sendable {
     /// "top left", "middle center", ...: a cell's name in questions and answers.
     public func cellName(_ cell: Int) -> String { rowNames[cell / side] + " " + columnNames[cell % side] }
 
+    /// Every cell, row by row: "top left 7, top right 3, bottom left 1, bottom right 4".
+    public var description: String {
+        labels.indices.map { "\(cellName($0)) \(labels[$0])" }.joined(separator: ", ")
+    }
+
     public static func random(side: Int, digits: MNISTDigits, using generator: inout SplitMix64) -> DigitGrid {
         let labels = Array(generator.shuffled(Array(0...9)).prefix(side * side))
         let cellSize = canvasSide / side
@@ -154,6 +159,8 @@ public struct DigitGrid: Sendable {
         var generator = imageGenerator(seed: seed, index: index)
         let grid = DigitGrid.random(side: generator.element(of: [2, 3]), digits: digits, using: &generator)
         let questions = try pickQuestions(from: grid.questionsByType, count: questionsPerImage, using: &generator)
-        return GeneratedImage(name: imageName("digits", seed: seed, index: index), image: grid.image, questions: questions)
+        return GeneratedImage(
+            name: imageName("digits", seed: seed, index: index), image: grid.image, questions: questions,
+            description: ("Read the grid.", grid.description))
     }
 }

@@ -172,12 +172,25 @@ public struct Scene: Sendable {
         return [shapes, leftRight, topBottom, closestColour, furthestShape, sameShapeCount, counts]
     }
 
+    /// Every object in the palette's order: "red square left top, green circle right bottom, …"
+    /// (its colour, shape, and the halves of the canvas its centre is in, as the questions say them).
+    public var description: String {
+        let middle = Double(canvasSide) / 2
+        return SceneColour.palette.compactMap { colour in
+            objects.first { $0.colour == colour }.map { object in
+                "\(colour.name) \(object.shape.rawValue) \(object.centreX < middle ? "left" : "right") \(object.centreY < middle ? "top" : "bottom")"
+            }
+        }.joined(separator: ", ")
+    }
+
     /// Image `index` of the scenes data set generated with `seed`, with `questionsPerImage` questions.
     public static func generatedImage(seed: UInt32, index: UInt32, questionsPerImage: Int) throws(TaskDataError) -> GeneratedImage {
         var generator = imageGenerator(seed: seed, index: index)
         let scene = Scene.random(using: &generator)
         let questions = try pickQuestions(from: scene.questionsByType, count: questionsPerImage, using: &generator)
-        return GeneratedImage(name: imageName("scene", seed: seed, index: index), image: scene.image, questions: questions)
+        return GeneratedImage(
+            name: imageName("scene", seed: seed, index: index), image: scene.image, questions: questions,
+            description: ("Describe the objects.", scene.description))
     }
 }
 

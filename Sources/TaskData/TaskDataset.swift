@@ -7,8 +7,6 @@ public let canvasSide = 112
 /// The patch side the annotations count in, and how many patches make one row.
 public let patchSize = 8
 public let patchGridSide = canvasSide / patchSize
-/// What LLaVA's short-answer benchmarks (GQA, VQAv2) append to the question.
-public let shortAnswerPrompt = "Answer the question using a single word or phrase."
 
 /// One question about an image: its type (the `category` of questions.jsonl, the `type` that
 /// scoring reports per category), its text, its one-word answer, and the patches holding what it
@@ -35,6 +33,18 @@ public struct GeneratedImage: Sendable {
     public let name: String
     public let image: RGBImage
     public let questions: [GeneratedQuestion]
+    /// A request and its answer that describe the whole image (every object, or every cell, in
+    /// a fixed order), asked first in the training record only: dense supervision that teaches
+    /// the model to look up an object by its name, which a model trained from scratch otherwise
+    /// finds slowly (its loss sits at the answers' prior for hundreds of steps). Never evaluated.
+    public let description: (request: String, answer: String)?
+
+    public init(name: String, image: RGBImage, questions: [GeneratedQuestion], description: (request: String, answer: String)? = nil) {
+        self.name = name
+        self.image = image
+        self.questions = questions
+        self.description = description
+    }
 }
 
 /// The sorted patch indices that hold any of `pixels` (indices `y * canvasSide + x`).
@@ -107,9 +117,11 @@ func pickQuestions(from groups: [[GeneratedQuestion]], count: Int, using generat
 ///
 /// - `images/<name>.png`;
 /// - `train.json`: LLaVA conversation JSON, one multi-turn record per image, the first human
-///   turn starting with `<image>\n`;
-/// - `questions.jsonl`: LLaVA's question jsonl (`question_id`, `image`, `text` with the short
-///   answer prompt, `category`), what `pdrop eval run` reads;
+///   turn starting with `<image>\n`: the image's description (when it has one), then its questions;
+/// - `questions.jsonl`: LLaVA's question jsonl (`question_id`, `image`, `text`, `category`), what
+///   `pdrop eval run` reads. The text is the training turn's, without LLaVA's "Answer the
+///   question using a single word or phrase." suffix: the task's answers are one word by
+///   construction, and the model sees at test time exactly what it was trained on;
 /// - `answers.json`: GQA's questions-JSON layout, an object keyed by question id with `answer`
 ///   and `type`, what `pdrop eval score --benchmark gqa` reads as questions or annotations;
 /// - `patches.jsonl`: per question, the 8 px patches (of a 14 × 14 grid) its objects cover.
@@ -146,10 +158,14 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
         let imageFile = generated.name + ".png"
         try PNGEncoder.write(generated.image, to: imagesDirectory.appendingPathComponent(imageFile))
         var turns: [Turn] = []
+        if let description = generated.description {
+            turns.append(Turn(from: "human", value: "<image>\n" + description.request))
+            turns.append(Turn(from: "gpt", value: description.answer))
+        }
         for question in generated.questions {
             turns.append(Turn(from: "human", value: (turns.isEmpty ? "<image>\n" : "") + question.text))
             turns.append(Turn(from: "gpt", value: question.answer))
-            questionLines.append(try json(QuestionLine(questionId: questionId, image: imageFile, text: question.text + "\n" + shortAnswerPrompt, category: question.category)))
+            questionLines.append(try json(QuestionLine(questionId: questionId, image: imageFile, text: question.text, category: question.category)))
             answers.append("\"\(questionId)\":" + (try json(Answer(question: question.text, answer: question.answer, type: question.category, imageId: generated.name))))
             patchLines.append(try json(PatchLine(questionId: questionId, patchSize: patchSize, grid: patchGridSide, patches: question.patches)))
             questionId += 1
@@ -171,4 +187,93 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
             throw TaskDataError.cannotWrite(file: file.path, reason: error.localizedDescription)
         }
     }
+}
+
+// MARK: - Merging
+
+/// Joins data sets written by `writeTaskDataset` (e.g. scenes and digit grids) into one under
+/// `directory`, as if written at once: images copied into `images/` (their names carry task and
+/// seed, so they never collide), training records and questions in source order, question ids
+/// renumbered consecutively (the ids of the second source follow the first's). Returns the
+/// number of images and questions.
+public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (images: Int, questions: Int) {
+    let imagesDirectory = directory.appendingPathComponent("images")
+    do {
+        try FileManager.default.createDirectory(at: imagesDirectory, withIntermediateDirectories: true)
+    } catch {
+        throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: error.localizedDescription)
+    }
+    func read(_ file: URL) throws -> Data {
+        do { return try Data(contentsOf: file) } catch { throw TaskDataError.unreadableFile(file: file.path, reason: error.localizedDescription) }
+    }
+    func object(_ text: Substring, in file: URL, line: Int) throws -> [String: Any] {
+        guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw TaskDataError.unreadableFile(file: file.path, reason: "line \(line) is not a JSON object")
+        }
+        return value
+    }
+    func text(_ value: Any) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+    }
+    var trainingRecords: [String] = [], questionLines: [String] = [], answers: [String] = [], patchLines: [String] = []
+    var imageCount = 0, offset = 0
+    for source in sources {
+        let trainFile = source.appendingPathComponent("train.json")
+        guard let records = try? JSONSerialization.jsonObject(with: try read(trainFile)) as? [Any] else {
+            throw TaskDataError.unreadableFile(file: trainFile.path, reason: "not a JSON array of training records")
+        }
+        trainingRecords += try records.map(text)
+        // questions.jsonl and patches.jsonl: one object a line; answers.json: one "id":{...} a line.
+        var sourceQuestions = 0
+        for (kind, name) in [("question", "questions.jsonl"), ("patch", "patches.jsonl")] {
+            let file = source.appendingPathComponent(name)
+            for (index, line) in String(decoding: try read(file), as: UTF8.self).split(separator: "\n").enumerated() {
+                var value = try object(line, in: file, line: index + 1)
+                guard let id = value["question_id"] as? Int else {
+                    throw TaskDataError.unreadableFile(file: file.path, reason: "line \(index + 1) has no integer question_id")
+                }
+                value["question_id"] = id + offset
+                if kind == "question" {
+                    questionLines.append(try text(value))
+                    sourceQuestions = max(sourceQuestions, id + 1)
+                } else {
+                    patchLines.append(try text(value))
+                }
+            }
+        }
+        let answersFile = source.appendingPathComponent("answers.json")
+        guard let answerTable = try? JSONSerialization.jsonObject(with: try read(answersFile)) as? [String: Any] else {
+            throw TaskDataError.unreadableFile(file: answersFile.path, reason: "not a JSON object keyed by question id")
+        }
+        for (key, value) in answerTable.compactMap({ key, value in Int(key).map { ($0, value) } }).sorted(by: { $0.0 < $1.0 }) {
+            answers.append("\"\(key + offset)\":" + (try text(value)))
+        }
+        let sourceImages = source.appendingPathComponent("images")
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: sourceImages.path).sorted() } catch {
+            throw TaskDataError.unreadableFile(file: sourceImages.path, reason: error.localizedDescription)
+        }
+        for name in names {
+            let destination = imagesDirectory.appendingPathComponent(name)
+            do {
+                try? FileManager.default.removeItem(at: destination)
+                try FileManager.default.copyItem(at: sourceImages.appendingPathComponent(name), to: destination)
+            } catch {
+                throw TaskDataError.cannotWrite(file: destination.path, reason: error.localizedDescription)
+            }
+        }
+        imageCount += names.count
+        offset += sourceQuestions
+    }
+    let files = [
+        ("train.json", "[\n" + trainingRecords.joined(separator: ",\n") + "\n]\n"),
+        ("questions.jsonl", questionLines.map { $0 + "\n" }.joined()),
+        ("answers.json", "{\n" + answers.joined(separator: ",\n") + "\n}\n"),
+        ("patches.jsonl", patchLines.map { $0 + "\n" }.joined()),
+    ]
+    for (name, content) in files {
+        let file = directory.appendingPathComponent(name)
+        do { try Data(content.utf8).write(to: file) } catch { throw TaskDataError.cannotWrite(file: file.path, reason: error.localizedDescription) }
+    }
+    return (imageCount, offset)
 }

@@ -307,7 +307,7 @@ public struct TrainingSample: Equatable, Sendable {
     /// the template and labels (tokenization mismatch), the image token, the context length.
     public static func make(
         record: ConversationRecord, imagesDirectory: URL?, tokenizer: Tokenizer, imageTokenID: Int, tokensPerImage: Int,
-        contextLength: Int, checksImages: Bool = true, imageTokenCount: ImageTokenCount? = nil
+        contextLength: Int, template: ConversationTemplate = .vicunaV1, checksImages: Bool = true, imageTokenCount: ImageTokenCount? = nil
     ) throws(BadRecordReason) -> TrainingSample {
         var imageFile: URL?
         var imageTokens = tokensPerImage
@@ -330,7 +330,7 @@ public struct TrainingSample: Equatable, Sendable {
             imageFile = file
         }
         try record.checkImagePlaceholders()
-        let (ids, labels) = try ConversationTemplate.vicunaV1.tokenizeWithLabels(record.turns, tokenizer: tokenizer)
+        let (ids, labels) = try template.tokenizeWithLabels(record.turns, tokenizer: tokenizer)
         let expectedImageTokens = record.image == nil ? 0 : 1
         let foundImageTokens = ids.lazy.filter { $0 == imageTokenID }.count
         if foundImageTokens != expectedImageTokens {
@@ -361,10 +361,12 @@ public struct TrainingDataset: Sendable {
     /// throws `ConversationDataError.badRecords` listing all of them. `contextLength` is the
     /// language model's `max_position_embeddings`; `imageTokenID` the LLaVA config's
     /// `image_token_index`. `checksImages: false` skips opening the image files (existence and
-    /// decoding), for tools that only need the token ids.
+    /// decoding), for tools that only need the token ids. `template` renders the turns (LLaVA
+    /// trains with `vicunaV1`; a model meant for llava-hf's prompt trains with `llava15`).
     public static func load(
         dataFile: URL, imagesDirectory: URL?, tokenizer: Tokenizer, imageTokenID: Int, tokensPerImage: Int, contextLength: Int,
-        badRecords policy: BadRecordPolicy = .skip, checksImages: Bool = true, imageTokenCount: ImageTokenCount? = nil
+        template: ConversationTemplate = .vicunaV1, badRecords policy: BadRecordPolicy = .skip, checksImages: Bool = true,
+        imageTokenCount: ImageTokenCount? = nil
     ) throws(ConversationDataError) -> TrainingDataset {
         let file = dataFile.path
         let data: Data
@@ -391,7 +393,7 @@ public struct TrainingDataset: Sendable {
                         let checked = try ConversationRecord(json: record)
                         let sample = try TrainingSample.make(
                             record: checked, imagesDirectory: imagesDirectory, tokenizer: tokenizer, imageTokenID: imageTokenID,
-                            tokensPerImage: tokensPerImage, contextLength: contextLength, checksImages: checksImages,
+                            tokensPerImage: tokensPerImage, contextLength: contextLength, template: template, checksImages: checksImages,
                             imageTokenCount: imageTokenCount)
                         results[index] = .success(sample)
                     } catch {

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import SafeTensors
 import TensorCore
+import Tokenizer
 
 /// `pdrop init`'s failures, each naming what is wrong.
 public enum InitializationError: Error, Equatable, CustomStringConvertible {
@@ -10,6 +11,9 @@ public enum InitializationError: Error, Equatable, CustomStringConvertible {
     case missingTokenizer(directory: String, file: String)
     case unknownTensor(name: String)
     case unsupportedDType(String)
+    /// The tokenizer does not fit the config: its `<image>` id is not `image_token_index`, or it
+    /// has more ids than the embedding has rows.
+    case tokenizerMismatch(tokenizer: String, reason: String)
 
     public var description: String {
         switch self {
@@ -19,6 +23,7 @@ public enum InitializationError: Error, Equatable, CustomStringConvertible {
         case let .missingTokenizer(directory, file): return "\(directory): no \(file) (the --tokenizer folder must hold a tokenizer)"
         case let .unknownTensor(name): return "no initialisation rule for the tensor \(name)"
         case let .unsupportedDType(dtype): return "dtype \(dtype) is not float32 or bfloat16"
+        case let .tokenizerMismatch(tokenizer, reason): return "\(tokenizer) does not fit the config: \(reason)"
         }
     }
 }
@@ -289,6 +294,17 @@ public enum ModelInitialization {
         default: throw InitializationError.unsupportedDType(dtype)
         }
         let result = try initialize(configuration: data, file: configurationURL.path, seed: seed, dtype: dtype)
+        let tokenizerFile = tokenizer.appendingPathComponent("tokenizer.json")
+        let loadedTokenizer = try Tokenizer(tokenizerJSON: tokenizerFile)
+        let imageTokenIndex = result.configuration.imageTokenIndex, vocabularySize = result.configuration.textConfig.vocabSize
+        if let imageID = loadedTokenizer.tokenID("<image>"), imageID != imageTokenIndex {
+            throw InitializationError.tokenizerMismatch(
+                tokenizer: tokenizerFile.path, reason: "its <image> token is id \(imageID), the config's image_token_index is \(imageTokenIndex)")
+        }
+        if loadedTokenizer.vocabularySize > vocabularySize {
+            throw InitializationError.tokenizerMismatch(
+                tokenizer: tokenizerFile.path, reason: "it has \(loadedTokenizer.vocabularySize) ids, the config's text vocab_size is \(vocabularySize)")
+        }
 
         try manager.createDirectory(at: output, withIntermediateDirectories: true)
         let items = result.tensors.map { SafeTensorsWriter.Item(name: $0.key, tensor: $0.value, dtype: storage) }

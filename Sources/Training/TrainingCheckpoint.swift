@@ -40,7 +40,7 @@ public enum TrainingCheckpoint {
         "chat_template.json", "chat_template.jinja",
     ]
     /// Files copied from the input checkpoint when present.
-    static let companionFiles = tokenizerFiles + ["preprocessor_config.json", "processor_config.json", "generation_config.json"]
+    public static let companionFiles = tokenizerFiles + ["preprocessor_config.json", "processor_config.json", "generation_config.json"]
 
     /// Saves `parameters`, the optimizer's moments and the trainer state into `directory`
     /// (created if needed). Each file is written to a temporary name and renamed, and the state

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
+import Engine
 import TaskData
+import Tokenizer
+import Training
 
 /// Deterministic visual question-answering data sets whose answers depend on where things are in
 /// the image: training conversations, evaluation questions and answers, and per-question patches.
@@ -15,7 +18,7 @@ struct DataCommand: ParsableCommand {
             The same arguments always give the same bytes; a held-out split is another --seed, and two seeds \
             never share an image's random stream.
             """,
-        subcommands: [ScenesDataCommand.self, DigitsDataCommand.self])
+        subcommands: [ScenesDataCommand.self, DigitsDataCommand.self, MergeDataCommand.self, VocabularyDataCommand.self])
 }
 
 struct DataOutputOptions: ParsableArguments {
@@ -90,4 +93,76 @@ struct DigitsDataCommand: ParsableCommand {
 struct MissingMNISTFile: Error, CustomStringConvertible {
     let path: String
     var description: String { "--mnist \(path) does not exist; run scripts/fetch-mnist.sh to download it" }
+}
+
+/// The tokenizer of a model trained on generated data: LLaMA's, cut down to what the data's
+/// conversations use (VocabularyPruning), so the embedding table and lm_head stay small.
+struct VocabularyDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vocabulary",
+        abstract: "Cut a LLaMA tokenizer down to the tokens of generated data sets' conversations.",
+        discussion: """
+            Keeps the special tokens, the 256 byte-fallback tokens, every token that can occur while encoding the \
+            data's conversations (rendered with each conversation template, as training and inference see them) and \
+            the merges among them, renumbered densely; checks that every conversation encodes to the same tokens as \
+            before. Other text still encodes, through shorter pieces or bytes.
+            """)
+
+    @Option(help: "Folder with the full tokenizer.json (and tokenizer_config.json), e.g. a llava-hf checkpoint.")
+    var tokenizer: String
+
+    @Option(help: "A data set folder written by `pdrop data scenes|digits` (its train.json); repeat for several.")
+    var data: [String]
+
+    @Option(help: "The folder to write tokenizer.json and tokenizer_config.json into.")
+    var output: String
+
+    func run() throws {
+        try failing {
+            var texts: [String] = []
+            for folder in data {
+                let file = URL(fileURLWithPath: folder).appendingPathComponent("train.json")
+                guard let records = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [Any] else {
+                    throw ValidationError("\(file.path) is not a JSON array of conversation records")
+                }
+                for (index, json) in records.enumerated() {
+                    let record: ConversationRecord
+                    do { record = try ConversationRecord(json: json) } catch {
+                        throw ValidationError("\(file.path): record \(index): \(error)")
+                    }
+                    for template in ConversationTemplate.all {
+                        texts.append(template.render(record.turns).text)
+                        for (question, _) in zip(record.turns, record.turns.dropFirst()) where question.role == .human {
+                            texts.append(template.render([question], addGenerationPrompt: true).text)
+                        }
+                    }
+                }
+            }
+            let summary = try VocabularyPruning.prune(
+                source: URL(fileURLWithPath: tokenizer), texts: texts, output: URL(fileURLWithPath: output))
+            print("""
+                kept \(summary.vocabularyCount) vocabulary tokens and \(summary.mergeCount) merges \
+                (\(summary.totalCount) ids with the added tokens); \(summary.textsChecked) distinct texts encode as before
+                """)
+        }
+    }
+}
+
+struct MergeDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Join data sets (e.g. scenes and digit grids) into one, question ids renumbered, images copied.")
+
+    @Argument(help: "Data set folders written by `pdrop data scenes|digits`, in order.")
+    var sources: [String]
+
+    @Option(help: "The folder to write the joined data set into.")
+    var output: String
+
+    func run() throws {
+        try failing {
+            let merged = try mergeTaskDatasets(sources.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: output))
+            print("wrote \(merged.images) images, \(merged.questions) questions to \(output)")
+        }
+    }
 }

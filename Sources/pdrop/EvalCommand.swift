@@ -5,5 +5,5 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate on the paper's benchmarks.",
-        subcommands: [EvalRunCommand.self, EvalScoreCommand.self, EvalReportCommand.self, EvalMergeCommand.self])
+        subcommands: [EvalRunCommand.self, EvalScoreCommand.self, EvalReportCommand.self, EvalMergeCommand.self, EvalStudyCommand.self])
 }

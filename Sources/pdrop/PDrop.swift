@@ -6,7 +6,7 @@ struct PDrop: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pdrop",
         abstract: "Run LLaVA-family models with PyramidDrop visual token reduction.",
-        subcommands: [GenerateCommand.self, LogitsCommand.self, FLOPsCommand.self, BenchCommand.self, TrainCommand.self, EvalCommand.self, DataCommand.self, InitCommand.self])
+        subcommands: [GenerateCommand.self, LogitsCommand.self, FLOPsCommand.self, BenchCommand.self, TrainCommand.self, EvalCommand.self, DataCommand.self, InitCommand.self, ConvertCommand.self])
 }
 
 /// Prints an error's description to stderr and exits non-zero, instead of a stack trace.

@@ -17,7 +17,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a LLaVA checkpoint (fp32) on conversation data, with or without PyramidDrop.",
         discussion: """
-            Data: LLaVA's conversation JSON (llava_v1_5_mix665k.json style), Vicuna v1 template, loss on the \
+            Data: LLaVA's conversation JSON (llava_v1_5_mix665k.json style), Vicuna v1 template (or --template), loss on the \
             answers only (docs/TRAINING.md). Checkpoints go to --output as model.safetensors in the input's \
             layout (loadable by `pdrop generate` and transformers) plus trainer_state.safetensors for --resume; \
             Ctrl-C saves one before exiting.
@@ -61,6 +61,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Permute the records each epoch with this seed (default: file order).")
     var shuffle: UInt64?
 
+    @Option(help: "Conversation template: vicuna_v1 (LLaVA's training, with its system prompt) or llava_1.5 (llava-hf's prompt, what `pdrop generate` and `pdrop eval run` use by default).")
+    var template: String = ConversationTemplate.vicunaV1.name
+
     @Option(help: "Bad data records: skip (listed, then skipped) or refuse (stop before training).")
     var badRecords: BadRecordPolicy = .skip
 
@@ -70,6 +73,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Also save every N steps (0: at the end and on Ctrl-C only).")
     var saveEvery: Int = 0
 
+    @Option(help: "Stop (saving) after this step, though the learning-rate schedule runs to --steps; --resume continues. For comparing runs part-way.")
+    var stopAtStep: Int?
+
     @Option(help: "Continue the run saved in this directory (weights, AdamW moments, data position).")
     var resume: String?
 
@@ -78,6 +84,10 @@ struct TrainCommand: ParsableCommand {
         if steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if saveEvery < 0 { throw ValidationError("--save-every must be ≥ 0, got \(saveEvery)") }
+        if let stopAtStep, !(1...steps).contains(stopAtStep) { throw ValidationError("--stop-at-step must be in 1...--steps (\(steps)), got \(stopAtStep)") }
+        if ConversationTemplate.named(template) == nil {
+            throw ValidationError("--template '\(template)' is unknown; choose from \(ConversationTemplate.all.map(\.name).joined(separator: ", "))")
+        }
         if let maxTiles, maxTiles < 1 { throw ValidationError("--max-tiles must be at least 1, got \(maxTiles)") }
         if reductionOptions.reduction == .fastv {
             throw ValidationError("--reduction fastv is an inference baseline; train with none or pdrop")
@@ -103,7 +113,8 @@ struct TrainCommand: ParsableCommand {
             let dataset = try TrainingDataset.load(
                 dataFile: URL(fileURLWithPath: data), imagesDirectory: images.map { URL(fileURLWithPath: $0) },
                 tokenizer: tokenizer, imageTokenID: llava.imageTokenId, tokensPerImage: llava.tokensPerTile,
-                contextLength: llava.decoder.contextLength, badRecords: badRecords, imageTokenCount: pipeline.imageTokenCount)
+                contextLength: llava.decoder.contextLength, template: ConversationTemplate.named(template) ?? .vicunaV1,
+                badRecords: badRecords, imageTokenCount: pipeline.imageTokenCount)
             for record in dataset.badRecords { log("skipped \(record)") }
             log("\(dataset.samples.count) samples of \(dataset.recordCount) records; training \(trainable); \(describe(reducer))")
 
@@ -124,8 +135,9 @@ struct TrainCommand: ParsableCommand {
                 try trainer.restore(from: source)
                 log("resumed at step \(trainer.step) (\(trainer.stream.position))")
             }
-            if trainer.step >= steps {
-                log("the run is already at step \(trainer.step) of \(steps): nothing to do")
+            let lastStep = stopAtStep ?? steps
+            if trainer.step >= lastStep {
+                log("the run is already at step \(trainer.step) (stopping at \(lastStep) of \(steps)): nothing to do")
                 return
             }
 
@@ -140,7 +152,7 @@ struct TrainCommand: ParsableCommand {
             var trainingSeconds = 0.0, trainingTokens = 0
             let logURL = outputDirectory.appendingPathComponent("training_log.jsonl")
             try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
-            while trainer.step < steps {
+            while trainer.step < lastStep {
                 let report = try trainer.trainStep()
                 trainingSeconds += report.seconds
                 trainingTokens += report.tokens
@@ -152,7 +164,7 @@ struct TrainCommand: ParsableCommand {
                         tokens: report.tokens, layerTokens: report.layerTokens, seconds: report.seconds)),
                     to: logURL)
                 let interrupted = interruptRequested != 0
-                if interrupted || trainer.step == steps || (saveEvery > 0 && trainer.step % saveEvery == 0) {
+                if interrupted || trainer.step == lastStep || (saveEvery > 0 && trainer.step % saveEvery == 0) {
                     progress.finishLine()
                     try trainer.save(to: outputDirectory)
                     log("saved step \(trainer.step) to \(outputDirectory.path)")

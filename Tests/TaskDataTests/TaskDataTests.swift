@@ -26,7 +26,7 @@ private struct WrittenDataset {
             let patchLine = patchLines[index]
             #expect(patchLine.question_id == line.question_id && patchLine.patch_size == 8 && patchLine.grid == 14)
             let answer = try #require(answers[String(line.question_id)])
-            #expect(line.text == answer.question + "\nAnswer the question using a single word or phrase.")
+            #expect(line.text == answer.question)
             #expect(line.category == answer.type)
             return Question(id: line.question_id, image: line.image, text: answer.question, category: line.category, answer: answer.answer, patches: patchLine.patches)
         }
@@ -43,6 +43,14 @@ private func generateScenes(count: Int, seed: UInt32, questionsPerImage: Int) th
         try Scene.generatedImage(seed: seed, index: UInt32(index), questionsPerImage: questionsPerImage)
     }
     return directory
+}
+
+/// Each training record's turn texts, by image file name.
+private func trainingTurns(_ directory: URL) throws -> [(image: String, turns: [String])] {
+    struct Turn: Decodable { let value: String }
+    struct Record: Decodable { let image: String; let conversations: [Turn] }
+    return try JSONDecoder().decode([Record].self, from: Data(contentsOf: directory.appendingPathComponent("train.json")))
+        .map { ($0.image, $0.conversations.map(\.value)) }
 }
 
 private func patches(of pixels: [(x: Int, y: Int)]) -> [Int] {
@@ -123,6 +131,15 @@ private func observeScene(_ image: RGBImage) -> [ObservedObject] {
             #expect(question.answer == expected.answer, "\(question.image): \(question.text)")
             #expect(question.patches == patches(of: expected.objects.flatMap(\.pixels)), "\(question.image): \(question.text)")
         }
+        // Each training record opens with the scene's description, also read off the pixels.
+        for (name, turns) in try trainingTurns(directory) {
+            let objects = try #require(observedByImage[name])
+            let described = objects.map { object in
+                "\(object.colour) \(object.shape) \(object.centreX < 56 ? "left" : "right") \(object.centreY < 56 ? "top" : "bottom")"
+            }.joined(separator: ", ")
+            #expect(turns.first == "<image>\nDescribe the objects." && turns.dropFirst().first == described, "\(name)")
+            #expect(turns.count == 2 + 2 * 39)
+        }
     }
 
     /// The answer and the objects it is about, from observed objects; the relational answers
@@ -174,7 +191,7 @@ private func observeScene(_ image: RGBImage) -> [ObservedObject] {
         for record in records {
             let checked = try ConversationRecord(json: record)
             try checked.checkImagePlaceholders()
-            #expect(checked.turns.count == 12)
+            #expect(checked.turns.count == 2 + 12)
             #expect(checked.image == checked.id + ".png")
         }
 
@@ -235,6 +252,7 @@ private func writeTinyMNIST(rows: [String]? = nil) throws -> URL {
         let dataset = try WrittenDataset(directory)
         #expect(Set(dataset.questions.map(\.category)) == ["digit_at", "row_sum", "where"])
         var sides: Set<Int> = []
+        var describedByImage: [String: String] = [:]
         for question in dataset.questions {
             let image = try dataset.image(question.image)
             // Pixel (40, 20) lies in the first cell's ink block of a 2 × 2 grid, and in the gap of a 3 × 3 one.
@@ -271,6 +289,10 @@ private func writeTinyMNIST(rows: [String]? = nil) throws -> URL {
             }
             #expect(question.answer == expected.answer, "\(question.image): \(question.text)")
             #expect(question.patches == inkPatches(expected.cells), "\(question.image): \(question.text)")
+            describedByImage[question.image] = zip(names, labels).map { "\($0) \($1)" }.joined(separator: ", ")
+        }
+        for (name, turns) in try trainingTurns(directory) {
+            #expect(turns.first == "<image>\nRead the grid." && turns.dropFirst().first == describedByImage[name], "\(name)")
         }
         #expect(sides == [2, 3])
     }
@@ -311,5 +333,34 @@ private func writeTinyMNIST(rows: [String]? = nil) throws -> URL {
         #expect(throws: TaskDataError.missingDigits(file: onlySevens.path, labels: [0, 1, 2, 3, 4, 5, 6, 8, 9])) {
             try MNISTDigits.load(from: onlySevens)
         }
+    }
+}
+
+@Suite struct MergeTests {
+    /// Two splits joined: the second's question ids follow the first's, every file agrees with
+    /// itself (WrittenDataset checks ids, texts and categories across the files), answers and
+    /// patches travel with their questions, the images are all there.
+    @Test func mergedSetsRenumberQuestionsAndKeepEverythingTogether() throws {
+        let first = try generateScenes(count: 2, seed: 11, questionsPerImage: 3)
+        let second = try generateScenes(count: 3, seed: 12, questionsPerImage: 2)
+        let merged = try makeTemporaryDirectory("taskdata-merged")
+        let counts = try mergeTaskDatasets([first, second], into: merged)
+        #expect(counts.images == 5 && counts.questions == 12)
+        let joined = try WrittenDataset(merged)
+        let parts = [try WrittenDataset(first), try WrittenDataset(second)]
+        #expect(joined.questions.map(\.id) == Array(0..<12))
+        let expected = parts[0].questions + parts[1].questions
+        for (question, original) in zip(joined.questions, expected) {
+            #expect(question.text == original.text && question.answer == original.answer && question.image == original.image)
+            #expect(question.patches == original.patches && question.category == original.category)
+            #expect(try joined.image(question.image) == (try parts[question.id < 6 ? 0 : 1].image(original.image)))
+        }
+        let records = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: merged.appendingPathComponent("train.json"))) as? [[String: Any]])
+        #expect(records.map { $0["id"] as? String } == ["scene-s11-000000", "scene-s11-000001", "scene-s12-000000", "scene-s12-000001", "scene-s12-000002"])
+    }
+
+    @Test func aMissingSourceIsNamed() throws {
+        let merged = try makeTemporaryDirectory("taskdata-merged")
+        #expect(throws: TaskDataError.self) { try mergeTaskDatasets([merged.appendingPathComponent("absent")], into: merged) }
     }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make demo-model`: the task model of docs/QUALITY.md, from nothing. Generates the data (scenes
+# and MNIST digit grids, training and held-out seeds), cuts LLaMA's tokenizer down to the data's
+# tokens, initialises tools/task-model/config.json with transformers' rules, trains every part
+# with PyramidDrop (and, for the study's part 4, the same run without it to the comparison step),
+# and writes the bf16 checkpoint that `make demo` uses. Each stage is skipped when its output
+# exists and training resumes from its last save, so an interrupted run continues where it was.
+# Usage: scripts/make-task-model.sh PDROP WORK_DIR MODEL_DIR
+set -euo pipefail
+pdrop=$1 work=$2 model=$3
+steps=700 compare_at=300
+mkdir -p "$work/data"
+scripts/fetch-mnist.sh
+
+generate() {  # task folder count seed
+    [ -f "$2/answers.json" ] || "$pdrop" data "$1" --count "$3" --seed "$4" --questions-per-image 10 --output "$2"
+}
+generate scenes "$work/data/train-scenes" 5000 1
+generate digits "$work/data/train-digits" 1500 2
+generate scenes "$work/data/heldout-scenes" 100 101
+generate digits "$work/data/heldout-digits" 50 102
+[ -f "$work/train/answers.json" ] || "$pdrop" data merge "$work/data/train-scenes" "$work/data/train-digits" --output "$work/train"
+[ -f "$work/heldout/answers.json" ] || "$pdrop" data merge "$work/data/heldout-scenes" "$work/data/heldout-digits" --output "$work/heldout"
+[ -f "$work/tokenizer/tokenizer.json" ] || "$pdrop" data vocabulary --tokenizer Tests/Fixtures/tiny-llava --data "$work/train" --output "$work/tokenizer"
+[ -f "$work/init/model.safetensors" ] || "$pdrop" init --config tools/task-model/config.json --tokenizer "$work/tokenizer" --output "$work/init" --seed 0
+
+flags=(--data "$work/train/train.json" --images "$work/train/images" --steps "$steps" --batch-size 8 --lr 1e-3 --warmup-steps 30
+       --train all --shuffle 1 --template llava_1.5 --save-every 100)
+train() {  # reduction run-folder [stop-at-step]
+    local start=(--model "$work/init")
+    [ -f "$2/trainer_state.safetensors" ] && start=(--resume "$2")
+    "$pdrop" train "${start[@]}" "${flags[@]}" --reduction "$1" --output "$2" ${3:+--stop-at-step "$3"}
+}
+# With PyramidDrop to the end, keeping the step-300 checkpoint; then the same run without
+# PyramidDrop to step 300 (part 4 of the study compares the two at one step of one schedule).
+for reduction in pdrop none; do
+    if [ ! -d "$work/$reduction-step$compare_at" ]; then
+        train "$reduction" "$work/run-$reduction" "$compare_at"
+        cp -r "$work/run-$reduction" "$work/$reduction-step$compare_at"
+    fi
+    if [ "$reduction" = pdrop ]; then train pdrop "$work/run-pdrop"; fi
+done
+
+rm -rf "$model"
+"$pdrop" convert --model "$work/run-pdrop" --output "$model" --dtype bfloat16
+cp "$work/run-pdrop/training_log.jsonl" "$model/"
+"$pdrop" eval run --model "$model" --benchmark gqa --questions "$work/heldout/questions.jsonl" --images "$work/heldout/images" \
+    --answers-file "$work/heldout-answers.jsonl" --reduction none --max-new-tokens 8
+"$pdrop" eval score --benchmark gqa --questions "$work/heldout/answers.json" --answers "$work/heldout-answers.jsonl"
