@@ -47,16 +47,17 @@ demo: build
 	@echo "== the task model trained here (models/README.md) answers questions about a new scene and digit grid"
 	scripts/demo-task-model.sh $(PDROP) $(TASK_MODEL) .build/demo-task
 
-# Regenerates the task model from nothing: data, tokenizer, init, training with PyramidDrop (and
-# without, to step 300, for the study), the committed bf16 checkpoint. About 1.5 hours on 2 cores;
-# rerun to continue after an interruption.
+# Regenerates the task model from nothing: data, tokenizer, init, training with PyramidDrop (and,
+# for the study, the same run without it to step 300), the committed bf16 checkpoint. About 1.5
+# hours on 2 cores; rerun to continue after an interruption.
 demo-model: build
 	scripts/make-task-model.sh $(PDROP) $(TASK_WORK) $(TASK_MODEL)
 
 # docs/QUALITY.md: the paper's study on the task model (needs `make demo-model`'s runs). About 15 minutes.
 quality: build
 	$(PDROP) eval study --model $(TASK_MODEL) --pdrop-model $(TASK_WORK)/pdrop-step300 --plain-model $(TASK_WORK)/none-step300 \
-		--data $(TASK_WORK)/heldout --answers $(TASK_WORK)/quality --output docs/QUALITY.md --figures docs/quality
+		--data $(TASK_WORK)/heldout --questions 600 --single-drop-questions 200 --answers $(TASK_WORK)/quality \
+		--output docs/QUALITY.md --figures docs/quality
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
 # and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.

@@ -11,7 +11,8 @@ struct ConvertCommand: ParsableCommand {
         abstract: "Write a checkpoint's weights as float32, bfloat16 or float16 (round to nearest even), with its other files.",
         discussion: """
             Reads every tensor of --model's safetensors files and writes them, same names and shapes, into \
-            OUTPUT/model.safetensors; copies config.json and the tokenizer and processor files. The optimizer \
+            OUTPUT/model.safetensors; copies config.json (its dtype entries set to the new type) and the tokenizer \
+            and processor files. The optimizer \
             state and training log of a training run are not copied. OUTPUT must be absent or empty.
             """)
 
@@ -45,7 +46,14 @@ struct ConvertCommand: ParsableCommand {
             }
             try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
             try SafeTensorsWriter.write(items, metadata: ["format": "pt"], to: destination.appendingPathComponent(TrainingCheckpoint.weightsFile))
-            for file in ["config.json"] + TrainingCheckpoint.companionFiles {
+            // config.json as written, with its dtype entries naming the new type (edited as text so
+            // that every other value keeps its spelling: transformers checks float fields' types).
+            let configText = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
+            let dtypeEntry = try NSRegularExpression(pattern: #"("(?:torch_)?dtype"\s*:\s*)"[A-Za-z0-9_]+""#)
+            let retyped = dtypeEntry.stringByReplacingMatches(
+                in: configText, range: NSRange(configText.startIndex..., in: configText), withTemplate: "$1\"\(dtype)\"")
+            try Data(retyped.utf8).write(to: destination.appendingPathComponent("config.json"))
+            for file in TrainingCheckpoint.companionFiles {
                 let from = source.appendingPathComponent(file)
                 if FileManager.default.fileExists(atPath: from.path) {
                     try FileManager.default.copyItem(at: from, to: destination.appendingPathComponent(file))

@@ -39,7 +39,10 @@ struct EvalStudyCommand: ParsableCommand {
     @Option(help: "Folder for the report's figures (relative links are made from the report's folder).")
     var figures: String = "docs/quality"
 
-    @Option(help: "Questions of the single-drop sweep (every n-th of the held-out split).")
+    @Option(help: "Questions of the study (every n-th of the held-out split; default all).")
+    var questions: Int?
+
+    @Option(help: "Questions of the single-drop sweep (every n-th of the study's questions).")
     var singleDropQuestions: Int = 300
 
     @Option(help: "Conversation template the models were trained with.")
@@ -48,12 +51,14 @@ struct EvalStudyCommand: ParsableCommand {
     func validate() throws {
         if ConversationTemplate.named(template) == nil { throw ValidationError("--template '\(template)' is unknown") }
         if singleDropQuestions < 1 { throw ValidationError("--single-drop-questions must be at least 1") }
+        if let questions, questions < 1 { throw ValidationError("--questions must be at least 1") }
     }
 
     func run() throws {
         try failing {
             let data = StudyData(directory: URL(fileURLWithPath: self.data))
-            let questions = try loadQuestions(file: data.questions, imagesDirectory: data.images)
+            let all = try loadQuestions(file: data.questions, imagesDirectory: data.images)
+            let questions = QualityStudy.everyNth(all, count: self.questions ?? all.count)
             let answersDirectory = URL(fileURLWithPath: answers)
             try FileManager.default.createDirectory(at: answersDirectory, withIntermediateDirectories: true)
             let template = ConversationTemplate.named(template) ?? .llava15
@@ -100,8 +105,9 @@ struct EvalStudyCommand: ParsableCommand {
             let link = { (name: String) in
                 relativePath(of: figuresDirectory.appendingPathComponent(name).standardizedFileURL, from: reportDirectory)
             }
+            let prior = try QualityReport.priorBaseline(data: data)
             let findings = QualityFindings(
-                modelDescription: describeModel(mainSession, directory: model),
+                modelDescription: describeModel(mainSession, directory: model), priorAccuracy: prior.accuracy, priorGroupAccuracy: prior.groups,
                 questionCount: questions.count, singleDropQuestionCount: singleQuestions.count, decoderLayers: layers, imageTokens: imageTokens,
                 cost: cost, singleDrop: Array(single.dropFirst()), singleDropBaseline: single[0],
                 pdropModel: try results("trained-pdrop", comparison), plainModel: try results("trained-plain", comparison),
@@ -123,7 +129,7 @@ struct EvalStudyCommand: ParsableCommand {
     /// Answers `questions` under `settings` into `files` with a progress line (resumes).
     func answer(_ title: String, session: InferenceSession, settings: [EvaluationSetting], files: [URL], questions: [BenchmarkQuestion]) throws {
         log("\(title): \(questions.count) questions × \(settings.count) settings")
-        let run = try EvaluationRun(session: session, settings: settings, files: files, maxNewTokens: 8, modelId: session.directory.lastPathComponent)
+        let run = try EvaluationRun(session: session, settings: settings, files: files, maxNewTokens: 4, modelId: session.directory.lastPathComponent)
         let progress = ProgressLine(unit: "question", total: questions.count, first: 0)
         let clock = ContinuousClock(), start = clock.now
         _ = try run.answer(questions) { done, _ in

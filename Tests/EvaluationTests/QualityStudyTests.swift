@@ -67,6 +67,9 @@ import TokenReduction
         #expect(result.groupAccuracy["scenes, without relations"] == 50 && result.groupAccuracy["digit grids"] == 100)
         #expect(result.groupAccuracy["scenes, counting"] == nil)
         #expect(result.keptFraction == [0.5, 0.25])
+        // Without the image: circle, left, and one of the two digit answers right.
+        let prior = try QualityReport.priorBaseline(data: StudyData(directory: directory))
+        #expect(prior.accuracy == 75 && prior.groups["scenes, without relations"] == 100 && prior.groups["digit grids"] == 50)
         let recall = result.recall
         #expect(abs(recall[0] - (1 + 1 + 0.25 + 0) / 4) < 1e-12 && abs(recall[1] - (0.5 + 0.5 + 0.25 + 0) / 4) < 1e-12)
     }
@@ -76,6 +79,6 @@ import TokenReduction
         let lines = (1...20).map { #"{"step":\#($0),"loss":\#($0 <= 18 ? 2.0 : 1.0),"seconds":0.5,"tokens":100,"lr":0.001}"# }
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: log)
         let summary = try TrainingRunSummary(log: log)
-        #expect(summary.steps == 20 && summary.seconds == 10 && summary.tokensPerSecond == 200 && summary.finalLoss == 1)
+        #expect(summary.steps == 20 && summary.seconds == 10 && summary.medianStepSeconds == 0.5 && summary.tokensPerSecond == 200 && summary.finalLoss == 1)
     }
 }

@@ -165,6 +165,20 @@ import Training
         #expect(try String(contentsOf: occupied.appendingPathComponent("keep.txt"), encoding: .utf8) == "x")
     }
 
+    /// The tokenizer must fit the config: its `<image>` id is `image_token_index`, its ids fit `vocab_size`.
+    @Test func aTokenizerThatDoesNotFitTheConfigIsAnError() throws {
+        for adjust in [{ (object: inout [String: Any]) in object["image_token_index"] = 7 },
+                       { (object: inout [String: Any]) in object["text_config"] = (object["text_config"] as! [String: Any]).merging(["vocab_size": 32001]) { $1 } }] {
+            do {
+                _ = try Self.initialise(try Self.configuration(adjust))
+                Issue.record("a mismatched tokenizer was accepted")
+            } catch let error as InitializationError {
+                guard case .tokenizerMismatch = error else { Issue.record("\(error)"); continue }
+                #expect(error.description.contains("tokenizer.json does not fit the config"))
+            }
+        }
+    }
+
     static func moments(_ tensor: Tensor) -> (mean: Double, std: Double) {
         var sum = 0.0, squares = 0.0
         for value in tensor.buffer { sum += Double(value); squares += Double(value) * Double(value) }

@@ -21,6 +21,8 @@ public struct StudySettingResult: Codable, Equatable, Sendable {
 public struct TrainingRunSummary: Codable, Equatable, Sendable {
     public var steps: Int
     public var seconds: Double
+    /// The median step's seconds: robust to steps slowed by other work on the machine.
+    public var medianStepSeconds: Double
     public var tokensPerSecond: Double
     /// Mean loss of the last 10% of steps.
     public var finalLoss: Double
@@ -31,6 +33,8 @@ public struct TrainingRunSummary: Codable, Equatable, Sendable {
         guard !lines.isEmpty else { throw EvaluationFileError(file: log.path, reason: "no steps logged") }
         steps = lines.map(\.step).max() ?? 0
         seconds = lines.reduce(0) { $0 + $1.seconds }
+        let sorted = lines.map(\.seconds).sorted()
+        medianStepSeconds = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         tokensPerSecond = Double(lines.reduce(0) { $0 + $1.tokens }) / max(seconds, 1e-9)
         let tail = lines.suffix(max(1, lines.count / 10))
         finalLoss = tail.reduce(0) { $0 + $1.loss } / Double(tail.count)
@@ -92,6 +96,23 @@ public enum QualityReport {
         return StudySettingResult(result: result, groupAccuracy: groupAccuracy, keptFraction: keptFraction, recall: recall)
     }
 
+    /// What answering without the image scores: each question given its type's most frequent
+    /// answer in the split (overall and per group, percent): the floor a model that does not
+    /// look at the image reaches at best.
+    public static func priorBaseline(data: StudyData) throws -> (accuracy: Double, groups: [String: Double]) {
+        var answersByCategory: [String: [String: Int]] = [:]
+        for reference in try data.references().values { answersByCategory[reference.category, default: [:]][reference.answer, default: 0] += 1 }
+        func accuracy(_ categories: [String]) -> Double? {
+            let tallies = categories.compactMap { answersByCategory[$0] }
+            let total = tallies.reduce(0) { $0 + $1.values.reduce(0, +) }
+            guard total > 0 else { return nil }
+            return 100 * Double(tallies.reduce(0) { $0 + ($1.values.max() ?? 0) }) / Double(total)
+        }
+        var groups: [String: Double] = [:]
+        for group in TaskQuestionGroups.groups { groups[group.name] = accuracy(group.categories) }
+        return (accuracy(Array(answersByCategory.keys)) ?? 0, groups)
+    }
+
     /// The categories present in the split, in the groups' order, then any others.
     static func categories(in results: [StudySettingResult]) -> [String] {
         let present = Set(results.flatMap { $0.result.metrics.keys.filter { $0.hasPrefix("category.") }.map { String($0.dropFirst(9)) } })
@@ -103,6 +124,9 @@ public enum QualityReport {
 /// Everything docs/QUALITY.md shows, measured by `pdrop eval study`.
 public struct QualityFindings: Codable, Sendable {
     public var modelDescription: String
+    /// Answering each question with its type's most frequent answer: accuracy and per group.
+    public var priorAccuracy: Double
+    public var priorGroupAccuracy: [String: Double]
     public var questionCount: Int
     public var singleDropQuestionCount: Int
     public var decoderLayers: Int
@@ -123,12 +147,14 @@ public struct QualityFindings: Codable, Sendable {
     public var pictures: [StudyPicture]
 
     public init(
-        modelDescription: String, questionCount: Int, singleDropQuestionCount: Int, decoderLayers: Int, imageTokens: Int,
+        modelDescription: String, priorAccuracy: Double, priorGroupAccuracy: [String: Double], questionCount: Int, singleDropQuestionCount: Int, decoderLayers: Int, imageTokens: Int,
         cost: [StudySettingResult], singleDrop: [StudySettingResult], singleDropBaseline: StudySettingResult,
         pdropModel: [StudySettingResult], plainModel: [StudySettingResult], trainingWithPyramidDrop: TrainingRunSummary, trainingWithout: TrainingRunSummary,
         pictures: [StudyPicture]
     ) {
         self.modelDescription = modelDescription
+        self.priorAccuracy = priorAccuracy
+        self.priorGroupAccuracy = priorGroupAccuracy
         self.questionCount = questionCount
         self.singleDropQuestionCount = singleDropQuestionCount
         self.decoderLayers = decoderLayers
@@ -249,6 +275,7 @@ extension QualityFindings {
                         r.prefillSpeedup.map { String(format: "%.2f×", $0) } ?? "–", entry.accuracy)
                  + groupNames.map { entry.groupAccuracy[$0].map(percent) ?? "–" }.joined(separator: " | ") + " |")
         }
+        line("| *prior: each type's most frequent answer, no image* | – | – | – | – | *\(percent(priorAccuracy))* | " + groupNames.map { priorGroupAccuracy[$0].map(percent) ?? "–" }.joined(separator: " | ") + " |")
         line()
         line("![accuracy against paper image GFLOPs](\(costPlotFile))")
         line()
@@ -277,18 +304,19 @@ extension QualityFindings {
         // 4.
         line("## 4. Training with PyramidDrop")
         line()
-        line("The same initial weights, data, order, steps and optimizer settings, trained with PyramidDrop (its default schedule) and without (`pdrop train --stop-at-step`: both compared at the same step of the same schedule). Wall time: the sum of the steps' seconds in each run's training_log.jsonl ; runs that share a machine with each other or with other work give an approximate ratio (`pdrop bench --train` times both kinds of step in one run).")
+        line("From the same starting weights, with the same data, order, steps and optimizer settings, trained with PyramidDrop (its default schedule) and without (`pdrop train --stop-at-step`: both stopped at the same step of the same schedule); each then evaluated without reduction and with PyramidDrop. Wall time: the sum of the steps' seconds in each run's training_log.jsonl ; runs that share a machine with each other or with other work give an approximate ratio (`pdrop bench --train` times both kinds of step in one run).")
         line()
-        line("| trained | steps | wall time | tokens / s | final loss | accuracy, no reduction | accuracy, PyramidDrop |")
-        line("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        line("| trained | steps | wall time | median step | tokens / s | final loss | accuracy, no reduction | accuracy, PyramidDrop |")
+        line("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         let withPDrop = (trainingWithPyramidDrop, pdropModel.first { $0.result.setting == "none" }, pdropModel.first { $0.result.setting == "pdrop" })
         let without = (trainingWithout, plainModel.first { $0.result.setting == "none" }, plainModel.first { $0.result.setting == "pdrop" })
         for (name, row) in [("with PyramidDrop", withPDrop), ("without", without)] {
-            line(String(format: "| %@ | %d | %.0f s | %.0f | %.3f | %@ | %@ |", name, row.0.steps, row.0.seconds, row.0.tokensPerSecond, row.0.finalLoss,
+            line(String(format: "| %@ | %d | %.0f s | %.2f s | %.0f | %.3f | %@ | %@ |", name, row.0.steps, row.0.seconds, row.0.medianStepSeconds, row.0.tokensPerSecond, row.0.finalLoss,
                         row.1.map { percent($0.accuracy) } ?? "–", row.2.map { percent($0.accuracy) } ?? "–"))
         }
         line()
-        line(String(format: "Wall-time ratio (with ÷ without): %.2f.", trainingWithPyramidDrop.seconds / max(trainingWithout.seconds, 1e-9)))
+        line(String(format: "Wall-time ratio (with ÷ without): %.2f; median step-time ratio: %.2f.", trainingWithPyramidDrop.seconds / max(trainingWithout.seconds, 1e-9),
+                    trainingWithPyramidDrop.medianStepSeconds / max(trainingWithout.medianStepSeconds, 1e-9)))
         line()
 
         // 5.
@@ -309,6 +337,13 @@ extension QualityFindings {
     /// The paper's four claims, each checked against the numbers above and said plainly.
     public func hypotheses() -> [String] {
         var verdicts: [String] = []
+        if let none = cost("none") {
+            let margin = none.accuracy - priorAccuracy
+            verdicts.append(String(
+                format: "**Does the model use the image at all? %@** Without reduction it scores %.1f%%; answering each question with its type's most frequent answer, without the image, scores %.1f%% (%+.1f points). %@",
+                margin >= 10 ? "Yes." : "Barely, or not:", none.accuracy, priorAccuracy, margin,
+                margin >= 10 ? "" : "Differences between reductions below are then differences in noise around the prior, not tests of the paper's claims."))
+        }
         if let none = cost("none"), let pdrop = cost("pdrop") {
             let gap = pdrop.accuracy - none.accuracy
             verdicts.append(String(
@@ -336,10 +371,10 @@ extension QualityFindings {
             verdicts.append("**Both far above random dropping (≥ 5 points at every budget): \(far ? "holds" : "does not hold")** (PyramidDrop − random / FastV − random, points: \(text)).")
         }
         if let withNone = pdropModel.first(where: { $0.result.setting == "none" }), let withoutNone = plainModel.first(where: { $0.result.setting == "none" }) {
-            let ratio = trainingWithPyramidDrop.seconds / max(trainingWithout.seconds, 1e-9)
+            let ratio = trainingWithPyramidDrop.medianStepSeconds / max(trainingWithout.medianStepSeconds, 1e-9)
             let asAccurate = withNone.accuracy >= withoutNone.accuracy - 1
             verdicts.append(String(
-                format: "**Training with PyramidDrop as accurate at a clearly lower wall time: %@** (%.1f%% against %.1f%% without reduction at test time; wall time ×%.2f).",
+                format: "**Training with PyramidDrop as accurate at a clearly lower wall time: %@** (%.1f%% against %.1f%% without reduction at test time; median step time ×%.2f).",
                 asAccurate && ratio < 0.9 ? "holds" : (asAccurate ? "as accurate, but the time saved is small" : "does not hold"),
                 withNone.accuracy, withoutNone.accuracy, ratio))
         }
