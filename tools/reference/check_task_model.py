@@ -35,7 +35,7 @@ for q in sample:
     inputs = dict(tokenizer(prompt, return_tensors="pt"))
     inputs["pixel_values"] = image_processor(images=image, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+        output = model.generate(**inputs, max_new_tokens=4, do_sample=False)  # as `pdrop eval study` answers
     text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     if text == ours[q["question_id"]]:
         same += 1
