@@ -105,7 +105,7 @@ struct EvalStudyCommand: ParsableCommand {
             let link = { (name: String) in
                 relativePath(of: figuresDirectory.appendingPathComponent(name).standardizedFileURL, from: reportDirectory)
             }
-            let prior = try QualityReport.priorBaseline(data: data)
+            let prior = try QualityReport.priorBaseline(data: data, questions: Set(questions.map(\.id)))
             let findings = QualityFindings(
                 modelDescription: describeModel(mainSession, directory: model), priorAccuracy: prior.accuracy, priorGroupAccuracy: prior.groups,
                 questionCount: questions.count, singleDropQuestionCount: singleQuestions.count, decoderLayers: layers, imageTokens: imageTokens,

@@ -70,6 +70,14 @@ import TokenReduction
         // Without the image: circle, left, and one of the two digit answers right.
         let prior = try QualityReport.priorBaseline(data: StudyData(directory: directory))
         #expect(prior.accuracy == 75 && prior.groups["scenes, without relations"] == 100 && prior.groups["digit grids"] == 50)
+        // A subset: only the answered questions count, in the score and in the prior.
+        let firstTwo = directory.appendingPathComponent("main.subset.jsonl")
+        try Data(lines.split(separator: "\n").prefix(2).map { $0 + "\n" }.joined().utf8).write(to: firstTwo)
+        let subset = try QualityReport.settingResult(answers: firstTwo, data: StudyData(directory: directory), imageTokens: 8)
+        #expect(subset.accuracy == 50 && subset.result.questions == 2 && subset.result.unanswered == 0)
+        #expect(subset.groupAccuracy["scenes, without relations"] == 50 && subset.groupAccuracy["digit grids"] == nil)
+        let priorOfTwo = try QualityReport.priorBaseline(data: StudyData(directory: directory), questions: [.integer(0), .integer(1)])
+        #expect(priorOfTwo.accuracy == 100)
         let recall = result.recall
         #expect(abs(recall[0] - (1 + 1 + 0.25 + 0) / 4) < 1e-12 && abs(recall[1] - (0.5 + 0.5 + 0.25 + 0) / 4) < 1e-12)
     }

@@ -51,6 +51,18 @@ public struct StudyData: Sendable {
 
     public init(directory: URL) { self.directory = directory }
 
+    /// answers.json cut down to `questions`, as a temporary file (GQA's rule counts every
+    /// question of its annotations, answered or not).
+    public func annotations(restrictedTo questions: Set<QuestionID>) throws -> URL {
+        guard let table = try JSONSerialization.jsonObject(with: Data(contentsOf: answers)) as? [String: Any] else {
+            throw EvaluationFileError(file: answers.path, reason: "not an object of question id → {answer, type, question}")
+        }
+        let kept = table.filter { key, _ in questions.contains(Int(key).map { .integer($0) } ?? .string(key)) }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("study-annotations-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: kept, options: [.sortedKeys]).write(to: file)
+        return file
+    }
+
     /// Question id → (category, answer, question text) from answers.json.
     public func references() throws -> [QuestionID: (category: String, answer: String, question: String)] {
         guard let table = try JSONSerialization.jsonObject(with: Data(contentsOf: answers)) as? [String: [String: Any]] else {
@@ -67,10 +79,14 @@ public struct StudyData: Sendable {
 
 public enum QualityReport {
     /// Scores one answers file against the held-out split.
+    /// Only the questions the file answers count (a study may answer a subset of the split).
     public static func settingResult(answers: URL, data: StudyData, imageTokens: Int) throws -> StudySettingResult {
-        let score = try Scoring.score(.gqa, questions: data.answers, answers: answers, annotations: nil)
+        let answered = Set(try readAnswers(from: answers).map(\.questionId))
+        let annotations = try data.annotations(restrictedTo: answered)
+        defer { try? FileManager.default.removeItem(at: annotations) }
+        let score = try Scoring.score(.gqa, questions: annotations, answers: answers, annotations: nil)
         let result = try EvaluationReport.result(answers: answers, score: score)
-        let references = try data.references()
+        let references = try data.references().filter { answered.contains($0.key) }
         var groupAccuracy: [String: Double] = [:]
         for group in TaskQuestionGroups.groups {
             var correct = 0.0, count = 0.0
@@ -97,11 +113,11 @@ public enum QualityReport {
     }
 
     /// What answering without the image scores: each question given its type's most frequent
-    /// answer in the split (overall and per group, percent): the floor a model that does not
-    /// look at the image reaches at best.
-    public static func priorBaseline(data: StudyData) throws -> (accuracy: Double, groups: [String: Double]) {
+    /// answer among `questions` of the split (all by default; overall and per group, percent):
+    /// about what a model that does not look at the image reaches at best.
+    public static func priorBaseline(data: StudyData, questions: Set<QuestionID>? = nil) throws -> (accuracy: Double, groups: [String: Double]) {
         var answersByCategory: [String: [String: Int]] = [:]
-        for reference in try data.references().values { answersByCategory[reference.category, default: [:]][reference.answer, default: 0] += 1 }
+        for (id, reference) in try data.references() where questions?.contains(id) ?? true { answersByCategory[reference.category, default: [:]][reference.answer, default: 0] += 1 }
         func accuracy(_ categories: [String]) -> Double? {
             let tallies = categories.compactMap { answersByCategory[$0] }
             let total = tallies.reduce(0) { $0 + $1.values.reduce(0, +) }
