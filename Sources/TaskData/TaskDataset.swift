@@ -172,21 +172,7 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
         }
         trainingRecords.append(try json(TrainingRecord(id: generated.name, image: imageFile, conversations: turns)))
     }
-    // One record per line keeps the files greppable and diffable.
-    let files = [
-        ("train.json", "[\n" + trainingRecords.joined(separator: ",\n") + "\n]\n"),
-        ("questions.jsonl", questionLines.map { $0 + "\n" }.joined()),
-        ("answers.json", "{\n" + answers.joined(separator: ",\n") + "\n}\n"),
-        ("patches.jsonl", patchLines.map { $0 + "\n" }.joined()),
-    ]
-    for (name, text) in files {
-        let file = directory.appendingPathComponent(name)
-        do {
-            try Data(text.utf8).write(to: file)
-        } catch {
-            throw TaskDataError.cannotWrite(file: file.path, reason: error.localizedDescription)
-        }
-    }
+    try writeDatasetFiles(trainingRecords: trainingRecords, questionLines: questionLines, answers: answers, patchLines: patchLines, to: directory)
 }
 
 // MARK: - Merging
@@ -265,6 +251,13 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
         imageCount += names.count
         offset += sourceQuestions
     }
+    try writeDatasetFiles(trainingRecords: trainingRecords, questionLines: questionLines, answers: answers, patchLines: patchLines, to: directory)
+    return (imageCount, offset)
+}
+
+/// The four files of a data set, one record per line (greppable, diffable): `trainingRecords`
+/// as a JSON array, `answers` (`"id":{...}` entries) as an object, the others as JSON lines.
+func writeDatasetFiles(trainingRecords: [String], questionLines: [String], answers: [String], patchLines: [String], to directory: URL) throws {
     let files = [
         ("train.json", "[\n" + trainingRecords.joined(separator: ",\n") + "\n]\n"),
         ("questions.jsonl", questionLines.map { $0 + "\n" }.joined()),
@@ -275,5 +268,4 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
         let file = directory.appendingPathComponent(name)
         do { try Data(content.utf8).write(to: file) } catch { throw TaskDataError.cannotWrite(file: file.path, reason: error.localizedDescription) }
     }
-    return (imageCount, offset)
 }
