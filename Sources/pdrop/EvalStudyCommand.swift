@@ -148,23 +148,14 @@ struct EvalStudyCommand: ParsableCommand {
         let noneFile = URL(fileURLWithPath: answers).appendingPathComponent("main.none.jsonl")
         let pdropAnswers = Dictionary(try readAnswers(from: answersFile).map { ($0.questionId, $0) }, uniquingKeysWith: { a, _ in a })
         let noneAnswers = Dictionary(try readAnswers(from: noneFile).map { ($0.questionId, $0) }, uniquingKeysWith: { a, _ in a })
-        struct PatchLine: Decodable {
-            let questionId: QuestionID
-            let patches: [Int]
-            enum CodingKeys: String, CodingKey { case questionId = "question_id", patches }
-        }
-        let patches = Dictionary(try readJSONLines(PatchLine.self, from: data.patches).map { ($0.questionId, Set($0.patches)) }, uniquingKeysWith: { a, _ in a })
+        let patches = try KeptTokenRecall.objectPatches(data.patches)
         let patchesPerSide = Int(Double(session.loaded.llava?.tokensPerTile ?? 0).squareRoot())
         var seen = Set<String>(), pictures: [StudyPicture] = []
         for question in questions {
             guard let reference = references[question.id], !seen.contains(reference.category), let answer = pdropAnswers[question.id],
-                  case let .file(imageFile)? = question.image, case let .array(drops)? = answer.metadata["kept_image_tokens"]
+                  case let .file(imageFile)? = question.image, let kept = KeptTokenRecall.keptImageTokens(answer)
             else { continue }
             seen.insert(reference.category)
-            let kept = drops.map { drop -> [Int] in
-                guard case let .array(indices) = drop else { return [] }
-                return indices.compactMap { if case let .number(value) = $0 { return Int(value) } else { return nil } }
-            }
             let objects = patches[question.id] ?? []
             let image = try ImageDecoder.decode(contentsOf: imageFile)
             let picture = KeptTokensPicture.enlarged(

@@ -101,11 +101,9 @@ public enum QualityReport {
         let records = try readAnswers(from: answers)
         var keptSums: [Double] = []
         for record in records {
-            guard case let .array(drops) = record.metadata["kept_image_tokens"] else { continue }
+            guard let drops = KeptTokenRecall.keptImageTokens(record) else { continue }
             if keptSums.isEmpty { keptSums = Array(repeating: 0, count: drops.count) }
-            for (index, drop) in drops.enumerated() where index < keptSums.count {
-                if case let .array(kept) = drop { keptSums[index] += Double(kept.count) }
-            }
+            for (index, kept) in drops.enumerated() where index < keptSums.count { keptSums[index] += Double(kept.count) }
         }
         let keptFraction = keptSums.map { $0 / Double(max(records.count, 1)) / Double(imageTokens) }
         let recall = keptSums.isEmpty ? [] : try KeptTokenRecall.meanRecall(answers: answers, patches: data.patches).perDrop
