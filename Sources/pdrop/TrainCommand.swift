@@ -8,7 +8,7 @@ import Training
 
 extension BadRecordPolicy: ExpressibleByArgument {}
 
-/// Set by SIGINT; the loop saves a checkpoint after the step in flight and exits.
+/// The signal (SIGINT or SIGTERM) that asked the run to stop; the loop saves a checkpoint after the step in flight and exits.
 nonisolated(unsafe) private var interruptRequested: sig_atomic_t = 0
 
 /// Fine-tunes a LLaVA checkpoint on LLaVA conversation data, with or without PyramidDrop.
@@ -20,7 +20,8 @@ struct TrainCommand: ParsableCommand {
             Data: LLaVA's conversation JSON (llava_v1_5_mix665k.json style), Vicuna v1 template (or --template), loss on the \
             answers only (docs/TRAINING.md). Checkpoints go to --output as model.safetensors in the input's \
             layout (loadable by `pdrop generate` and transformers) plus trainer_state.safetensors for --resume; \
-            Ctrl-C saves one before exiting.
+            Each save replaces the checkpoint as one unit (a killed run leaves the last complete one); Ctrl-C and SIGTERM \
+            save one before exiting.
             """)
 
     @Option(help: "Checkpoint directory to start from (llava-hf layout); not needed with --resume.")
@@ -96,11 +97,15 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try failing {
-            let outputDirectory = URL(fileURLWithPath: output)
-            let source = URL(fileURLWithPath: resume ?? model!)
-            if resume == nil, let model, URL(fileURLWithPath: model).standardizedFileURL == outputDirectory.standardizedFileURL {
-                throw TrainingCheckpointError.wouldOverwriteInput(directory: output)
+            let trainable = try TrainableParts(parsing: train)
+            let source = URL(fileURLWithPath: resume ?? model!).resolvingSymlinksInPath()
+            if resume != nil {
+                try TrainingCheckpoint.recoverInterruptedSave(at: source)
+                if !FileManager.default.fileExists(atPath: source.appendingPathComponent(TrainingCheckpoint.stateFile).path) {
+                    throw TrainingCheckpointError.notATrainingCheckpoint(directory: source.path)
+                }
             }
+            let outputDirectory = try TrainingCheckpoint.outputDirectory(output, input: source, resumingInPlaceAllowed: resume != nil)
             log("loading \(source.path) (fp32)")
             let pipeline = try withFlagNames {
                 try InferenceSession(directory: source, imageOptions: ImageProcessingOptions(maxTiles: maxTiles), copiesToFloat32: true)
@@ -108,7 +113,6 @@ struct TrainCommand: ParsableCommand {
             guard let llava = pipeline.loaded.llava, let tokenizer = pipeline.tokenizer else {
                 throw PipelineError.notAVisionLanguageModel(directory: source.path)
             }
-            let trainable = try TrainableParts(parsing: train)
             let reducer = try reductionOptions.request().makeReducer(decoder: llava.decoder.shape, imageTokens: llava.tokensPerTile)
             let dataset = try TrainingDataset.load(
                 dataFile: URL(fileURLWithPath: data), imagesDirectory: images.map { URL(fileURLWithPath: $0) },
@@ -125,6 +129,7 @@ struct TrainCommand: ParsableCommand {
                 $0.weightDecay = weightDecay
                 $0.maxGradientNorm = maxGradNorm > 0 ? maxGradNorm : nil
             }
+            try settings.validate()
             let description = try encodeJSON(RunSettings(
                 trainable: trainable.description, reduction: describe(reducer), batchSize: batchSize, shuffle: shuffle.map(String.init),
                 optimizer: settings))
@@ -141,17 +146,25 @@ struct TrainCommand: ParsableCommand {
                 return
             }
 
-            signal(SIGINT) { _ in interruptRequested = 1 }
-            // A launcher may have blocked SIGINT for its children (test runners do); Ctrl-C must reach us.
-            var interruptOnly = sigset_t()
-            sigemptyset(&interruptOnly)
-            sigaddset(&interruptOnly, SIGINT)
-            pthread_sigmask(SIG_UNBLOCK, &interruptOnly, nil)
-            defer { signal(SIGINT, SIG_DFL) }
+            // Ctrl-C (SIGINT) and SIGTERM (timeout, schedulers, container runtimes) end the run
+            // after the step in flight, with a save. A launcher may have blocked them for its
+            // children (test runners do): they must reach us.
+            var stopSignals = sigset_t()
+            sigemptyset(&stopSignals)
+            for stopSignal in [SIGINT, SIGTERM] {
+                signal(stopSignal) { received in interruptRequested = received }
+                sigaddset(&stopSignals, stopSignal)
+            }
+            pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+            defer { for stopSignal in [SIGINT, SIGTERM] { signal(stopSignal, SIG_DFL) } }
             let progress = ProgressLine(unit: "step", total: steps, first: trainer.step)
             var trainingSeconds = 0.0, trainingTokens = 0
-            let logURL = outputDirectory.appendingPathComponent("training_log.jsonl")
+            let logURL = outputDirectory.appendingPathComponent(TrainingCheckpoint.logFile)
             try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+            // The log holds exactly the steps of the checkpoint it continues (none for a new run).
+            try TrainingCheckpoint.writeLog(
+                from: (resume != nil ? source : outputDirectory).appendingPathComponent(TrainingCheckpoint.logFile), to: logURL,
+                throughStep: trainer.step)
             while trainer.step < lastStep {
                 let report = try trainer.trainStep()
                 trainingSeconds += report.seconds
@@ -163,15 +176,16 @@ struct TrainCommand: ParsableCommand {
                         step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradientNorm,
                         tokens: report.tokens, layerTokens: report.layerTokens, seconds: report.seconds)),
                     to: logURL)
-                let interrupted = interruptRequested != 0
+                let stopSignal = interruptRequested
+                let interrupted = stopSignal != 0
                 if interrupted || trainer.step == lastStep || (saveEvery > 0 && trainer.step % saveEvery == 0) {
                     progress.finishLine()
                     try trainer.save(to: outputDirectory)
                     log("saved step \(trainer.step) to \(outputDirectory.path)")
                 }
                 if interrupted {
-                    log("interrupted: resume with --resume \(outputDirectory.path)")
-                    throw ExitCode(130)
+                    log("\(stopSignal == SIGTERM ? "terminated" : "interrupted"): resume with --resume \(outputDirectory.path)")
+                    throw ExitCode(128 + stopSignal)
                 }
             }
         }
