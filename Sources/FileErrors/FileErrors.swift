@@ -13,7 +13,8 @@ import Glibc
 public func describeFoundationError(_ error: Error) -> String {
     if error is DecodingError { return describeDecodingError(error) }
     let nsError = error as NSError
-    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+    // (On Linux the underlying error may be a Swift POSIXError rather than an NSError.)
+    if let underlying = (nsError.userInfo[NSUnderlyingErrorKey] as? Error).map({ $0 as NSError }), underlying.domain == NSPOSIXErrorDomain {
         return systemMessage(underlying.code)
     }
     if nsError.domain == NSPOSIXErrorDomain { return systemMessage(nsError.code) }
