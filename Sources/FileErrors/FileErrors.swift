@@ -38,10 +38,9 @@ public func describeFoundationError(_ error: Error) -> String {
 /// "'key.path' is not an integer", a readable account of a JSON decoding error, shared by every
 /// reader of JSON files in the project. JSON types are named as JSON names them.
 public func describeDecodingError(_ error: Error) -> String {
-    guard let decodingError = error as? DecodingError else {
-        // Foundation's JSON parser throws its own (internal) error for some malformed strings.
-        return foundationJSONErrorLocation(error)?.description ?? "not valid JSON"
-    }
+    // Foundation's JSON parser throws its own (internal) error for some malformed strings; a
+    // decoder's own error (thrown by an `init(from:)`) describes itself.
+    guard let decodingError = error as? DecodingError else { return describeFoundationError(error) }
     func path(_ context: DecodingError.Context) -> String {
         let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
         return text.isEmpty ? "top level" : "'\(text)'"
