@@ -20,34 +20,36 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
+        // Foundation's file and JSON errors in words, for every reader and writer of files. Foundation only.
+        .target(name: "FileErrors"),
         // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
         // tokenizer.json as the Python tokenizers library runs it. Foundation only.
-        .target(name: "Tokenizer"),
+        .target(name: "Tokenizer", dependencies: ["FileErrors"]),
         // Images: PNG/JPEG decoding as PIL does it, CLIP preprocessing as transformers does it.
-        .target(name: "Vision", dependencies: ["CPNG", "CJPEG"]),
+        .target(name: "Vision", dependencies: ["CPNG", "CJPEG", "FileErrors"]),
         // The safetensors file format only.
-        .target(name: "SafeTensors", dependencies: ["TensorCore"]),
+        .target(name: "SafeTensors", dependencies: ["TensorCore", "FileErrors"]),
         // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
         .target(name: "TokenReduction"),
         // Configurations, weights and forward passes of the model parts; applies reductions.
         // (Vision for LLaVA-NeXT's anyres feature grid, which the processor and the model share.)
-        .target(name: "Models", dependencies: ["TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
+        .target(name: "Models", dependencies: ["FileErrors", "TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
         // What the command line, evaluation and a server share: the inference session (requests,
         // conversation templates, images), generation with sampling, streaming and stop conditions.
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.
-        .target(name: "Training", dependencies: ["Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
+        .target(name: "Training", dependencies: ["FileErrors", "Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Evaluation: benchmark files, the official scoring rules, answering benchmarks with
         // settings in one pass, reports.
-        .target(name: "Evaluation", dependencies: ["Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
+        .target(name: "Evaluation", dependencies: ["FileErrors", "Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
         // Benchmarks: machine peaks, the paper's model presets, inference and training timings, reports.
         .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         // Generated visual question-answering data (scenes, MNIST digit grids) with per-question patches.
-        .target(name: "TaskData", dependencies: ["Vision", "TensorCore", "CZlib"]),
+        .target(name: "TaskData", dependencies: ["FileErrors", "Vision", "TensorCore", "CZlib"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FileErrors", "Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// A question's id as benchmark files give it: an integer (POPE, MMBench, TextVQA) or a string
@@ -128,7 +129,7 @@ public func readJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws ->
 func readNumberedJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -> [(line: Int, value: T)] {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        throw EvaluationFileError(file: url.path, reason: "cannot read: \(describeFoundationError(error))")
     }
     let decoder = JSONDecoder()
     var records: [(line: Int, value: T)] = []
@@ -137,7 +138,7 @@ func readNumberedJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -
         do {
             records.append((index + 1, try decoder.decode(T.self, from: Data(line))))
         } catch {
-            throw EvaluationFileError(file: url.path, line: index + 1, reason: "not a valid record: \(error)")
+            throw EvaluationFileError(file: url.path, line: index + 1, reason: "not a valid record: \(describeDecodingError(error))")
         }
     }
     return records

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import SafeTensors
 
@@ -79,7 +80,7 @@ public enum ModelConfiguration: Equatable, Sendable {
 /// The bytes of a config.json, or an error naming it.
 func readConfigurationFile(_ url: URL) throws -> Data {
     do { return try Data(contentsOf: url) } catch {
-        throw ConfigurationError.cannotRead(file: url.path, reason: error.localizedDescription)
+        throw ConfigurationError.cannotRead(file: url.path, reason: describeFoundationError(error))
     }
 }
 
@@ -90,9 +91,7 @@ func decodeConfiguration<T: Decodable>(_ type: T.Type, from data: Data, file: St
         return try JSONDecoder().decode(T.self, from: data)
     } catch let error as ConfigurationError {
         throw error
-    } catch let error as DecodingError {
-        throw ConfigurationError.invalidJSON(file: file, detail: describeDecodingError(error))
     } catch {
-        throw ConfigurationError.invalidJSON(file: file, detail: "\(error)")
+        throw ConfigurationError.invalidJSON(file: file, detail: describeDecodingError(error))
     }
 }

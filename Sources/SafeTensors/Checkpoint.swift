@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import TensorCore
 
@@ -63,7 +64,7 @@ public final class Checkpoint: @unchecked Sendable {
         }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw SafeTensorsError.cannotOpen(file: url.path, reason: error.localizedDescription)
+            throw SafeTensorsError.cannotOpen(file: url.path, reason: describeFoundationError(error))
         }
         do {
             let map = try JSONDecoder().decode(ShardIndex.self, from: data).weightMap

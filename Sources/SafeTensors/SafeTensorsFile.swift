@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import TensorCore
 
@@ -15,9 +16,11 @@ public struct SafeTensorsEntry: Sendable, Equatable {
     public var elementCount: Int { shape.reduce(1, *) }
 }
 
-/// A memory-mapped safetensors file whose header has been validated completely: header length
-/// within the file, JSON well-formed, every dtype known, byte ranges within the data section,
-/// sizes equal to shape × dtype width, no two tensors overlapping.
+/// A memory-mapped safetensors file whose header has been validated completely, as the reference
+/// library (huggingface safetensors) does: header length within the file, header valid UTF-8 and
+/// well-formed JSON, every dtype known, byte ranges within the data section, sizes equal to
+/// shape × dtype width, and the tensors filling the data section exactly: sorted by offsets,
+/// each begins where the previous ends (the first at 0), no gaps, no overlaps, no trailing bytes.
 public final class SafeTensorsFile: @unchecked Sendable {
     /// The largest header we accept, as the reference implementation does (100 MB).
     public static let maximumHeaderLength: UInt64 = 100_000_000
@@ -136,6 +139,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let dataStart = 8 + Int(headerLength)
         let dataLength = bytes.count - dataStart
         let headerData = Data(bytes[8..<dataStart])
+        if let badByte = firstInvalidUTF8Offset(headerData) {
+            throw SafeTensorsError.headerNotUTF8(file: file, fileOffset: 8 + badByte)
+        }
         let document: HeaderDocument
         do {
             document = try JSONDecoder().decode(HeaderDocument.self, from: headerData)
@@ -151,16 +157,37 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         let metadata = document.metadata
 
-        // Overlap check: sorted by start, each tensor must end before the next begins.
-        let ordered = entries.values.filter { !$0.dataOffsets.isEmpty }.sorted {
-            ($0.dataOffsets.lowerBound, $0.name) < ($1.dataOffsets.lowerBound, $1.name)
-        }
-        for (previous, next) in zip(ordered, ordered.dropFirst())
-        where next.dataOffsets.lowerBound < previous.dataOffsets.upperBound {
-            throw SafeTensorsError.overlappingTensors(
-                file: file, first: previous.name, second: next.name, byteOffset: next.dataOffsets.lowerBound)
-        }
+        try checkContiguous(entries.values, dataLength: dataLength, file: file, dataStart: dataStart)
         return (entries, metadata, dataStart)
+    }
+
+    /// The reference's layout rule: sorted by (begin, end), each tensor begins where the previous
+    /// one ends (the first at 0) and the last ends at the end of the data section.
+    private static func checkContiguous(
+        _ entries: some Collection<SafeTensorsEntry>, dataLength: Int, file: String, dataStart: Int
+    ) throws {
+        let ordered = entries.sorted {
+            ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound, $0.name) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound, $1.name)
+        }
+        var previous: SafeTensorsEntry?
+        for entry in ordered {
+            let expectedBegin = previous?.dataOffsets.upperBound ?? 0
+            if let previous, entry.dataOffsets.lowerBound < expectedBegin {
+                throw SafeTensorsError.overlappingTensors(
+                    file: file, first: previous.name, second: entry.name, byteOffset: entry.dataOffsets.lowerBound)
+            }
+            if entry.dataOffsets.lowerBound > expectedBegin {
+                throw SafeTensorsError.gapBeforeTensor(
+                    file: file, previous: previous?.name, tensor: entry.name, gapBegin: expectedBegin,
+                    gapEnd: entry.dataOffsets.lowerBound, dataStart: dataStart)
+            }
+            previous = entry
+        }
+        let tensorsEnd = previous?.dataOffsets.upperBound ?? 0
+        if tensorsEnd != dataLength {
+            throw SafeTensorsError.bytesAfterLastTensor(
+                file: file, lastTensor: previous?.name, tensorsEnd: tensorsEnd, dataLength: dataLength, dataStart: dataStart)
+        }
     }
 
     private static func validate(name: String, raw: RawHeaderEntry, file: String, dataLength: Int, dataStart: Int) throws
@@ -236,27 +263,5 @@ struct HeaderDocument: Decodable {
                 throw SafeTensorsHeaderEntryError(tensor: key.stringValue, reason: describeDecodingError(error))
             }
         }
-    }
-}
-
-/// "'key.path' is not of type Int", a readable account of a JSON decoding error, shared by every
-/// reader of JSON files in the project.
-public func describeDecodingError(_ error: Error) -> String {
-    guard let decodingError = error as? DecodingError else { return "\(error)" }
-    func path(_ context: DecodingError.Context) -> String {
-        let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        return text.isEmpty ? "top level" : "'\(text)'"
-    }
-    switch decodingError {
-    case let .keyNotFound(key, context): return "missing key '\(key.stringValue)' in \(path(context))"
-    case let .typeMismatch(type, context): return "\(path(context)) is not of type \(type)"
-    case let .valueNotFound(type, context): return "\(path(context)) is null, expected \(type)"
-    case let .dataCorrupted(context):
-        if context.codingPath.isEmpty {
-            let underlying = (context.underlyingError as NSError?)?.localizedDescription
-            return "not valid JSON" + (underlying.map { ": \($0)" } ?? "")
-        }
-        return "\(path(context)): \(context.debugDescription)"
-    @unknown default: return "\(error)"
     }
 }

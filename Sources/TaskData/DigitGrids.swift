@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import TensorCore
 import Vision
@@ -29,7 +30,7 @@ public struct MNISTDigits: Sendable {
     public static func load(from file: URL) throws(TaskDataError) -> MNISTDigits {
         let compressed: Data
         do { compressed = try Data(contentsOf: file) } catch {
-            throw .unreadableFile(file: file.path, reason: error.localizedDescription)
+            throw .unreadableFile(file: file.path, reason: describeFoundationError(error))
         }
         let text = try gunzip(compressed, file: file.path)
         var digits: [Digit] = []

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import TensorCore
 import Vision
@@ -134,7 +135,7 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
     do {
         try FileManager.default.createDirectory(at: imagesDirectory, withIntermediateDirectories: true)
     } catch {
-        throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: error.localizedDescription)
+        throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: describeFoundationError(error))
     }
     struct Turn: Encodable { let from: String; let value: String }
     struct TrainingRecord: Encodable { let id: String; let image: String; let conversations: [Turn] }
@@ -187,10 +188,10 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
     do {
         try FileManager.default.createDirectory(at: imagesDirectory, withIntermediateDirectories: true)
     } catch {
-        throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: error.localizedDescription)
+        throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: describeFoundationError(error))
     }
     func read(_ file: URL) throws -> Data {
-        do { return try Data(contentsOf: file) } catch { throw TaskDataError.unreadableFile(file: file.path, reason: error.localizedDescription) }
+        do { return try Data(contentsOf: file) } catch { throw TaskDataError.unreadableFile(file: file.path, reason: describeFoundationError(error)) }
     }
     func object(_ text: Substring, in file: URL, line: Int) throws -> [String: Any] {
         guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
@@ -237,7 +238,7 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
         let sourceImages = source.appendingPathComponent("images")
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: sourceImages.path).sorted() } catch {
-            throw TaskDataError.unreadableFile(file: sourceImages.path, reason: error.localizedDescription)
+            throw TaskDataError.unreadableFile(file: sourceImages.path, reason: describeFoundationError(error))
         }
         for name in names {
             let destination = imagesDirectory.appendingPathComponent(name)
@@ -245,7 +246,7 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
                 try? FileManager.default.removeItem(at: destination)
                 try FileManager.default.copyItem(at: sourceImages.appendingPathComponent(name), to: destination)
             } catch {
-                throw TaskDataError.cannotWrite(file: destination.path, reason: error.localizedDescription)
+                throw TaskDataError.cannotWrite(file: destination.path, reason: describeFoundationError(error))
             }
         }
         imageCount += names.count
@@ -266,6 +267,6 @@ func writeDatasetFiles(trainingRecords: [String], questionLines: [String], answe
     ]
     for (name, content) in files {
         let file = directory.appendingPathComponent(name)
-        do { try Data(content.utf8).write(to: file) } catch { throw TaskDataError.cannotWrite(file: file.path, reason: error.localizedDescription) }
+        do { try Data(content.utf8).write(to: file) } catch { throw TaskDataError.cannotWrite(file: file.path, reason: describeFoundationError(error)) }
     }
 }

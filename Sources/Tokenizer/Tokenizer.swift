@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// A Hugging Face `tokenizer.json` pipeline that gives the same ids and text as the Python
@@ -41,7 +42,7 @@ public final class Tokenizer: @unchecked Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw TokenizerError.unreadableFile(file: url.path, reason: error.localizedDescription)
+            throw TokenizerError.unreadableFile(file: url.path, reason: describeFoundationError(error))
         }
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
         var configData: Data?
@@ -49,7 +50,7 @@ public final class Tokenizer: @unchecked Sendable {
             do {
                 configData = try Data(contentsOf: configURL)
             } catch {
-                throw TokenizerError.unreadableFile(file: configURL.path, reason: error.localizedDescription)
+                throw TokenizerError.unreadableFile(file: configURL.path, reason: describeFoundationError(error))
             }
         }
         try self.init(data: data, configData: configData, fileName: url.lastPathComponent,

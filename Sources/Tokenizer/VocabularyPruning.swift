@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// Cuts a BPE `tokenizer.json` (LLaMA's, with byte fallback) down to the tokens a body of text
@@ -169,7 +170,7 @@ public enum VocabularyPruning {
         do {
             data = try Data(contentsOf: file)
         } catch {
-            throw TokenizerError.unreadableFile(file: file.path, reason: error.localizedDescription)
+            throw TokenizerError.unreadableFile(file: file.path, reason: describeFoundationError(error))
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw TokenizerError.wrongType(file: file.path, path: "", expected: "a JSON object", found: "something else")
@@ -182,7 +183,7 @@ public enum VocabularyPruning {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
             try data.write(to: file, options: .atomic)
         } catch {
-            throw TokenizerError.unreadableFile(file: file.path, reason: "cannot write: \(error.localizedDescription)")
+            throw TokenizerError.unreadableFile(file: file.path, reason: "cannot write: \(describeFoundationError(error))")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Engine
+import FileErrors
 import Foundation
 import Models
 import TensorCore
@@ -35,6 +36,9 @@ public enum BadRecordReason: Error, Equatable, Sendable, CustomStringConvertible
     case imagePlaceholderInAnswer(turn: Int)
     /// The record names an image but the dataset was loaded without an images directory.
     case imageWithoutImagesDirectory(image: String)
+    /// The image path leaves the images directory once `..` and symbolic links are resolved
+    /// (`../../etc/passwd`, an absolute path elsewhere, a link pointing out); the file is not opened.
+    case imageOutsideImagesDirectory(image: String, imagesDirectory: String)
     case missingImageFile(path: String)
     case undecodableImage(ImageError)
     /// A prefix of the text (up to the `ASSISTANT:` or the `</s>` of answer `answer`) does not
@@ -65,6 +69,8 @@ public enum BadRecordReason: Error, Equatable, Sendable, CustomStringConvertible
                 : "the record has no image but its conversation holds \(count) <image> placeholder\(count == 1 ? "" : "s")"
         case let .imagePlaceholderInAnswer(turn): return "conversations[\(turn)] is a gpt turn holding <image> (it must be in a human turn)"
         case let .imageWithoutImagesDirectory(image): return "the record has image \"\(image)\" but no images directory was given"
+        case let .imageOutsideImagesDirectory(image, imagesDirectory):
+            return "image \"\(image)\" lies outside the images directory \(imagesDirectory) (once '..' and symbolic links are resolved); it is not opened"
         case let .missingImageFile(path): return "image file \(path) does not exist"
         case let .undecodableImage(error): return "image does not decode: \(error)"
         case let .tokenizationMismatch(answer, prefixEndsAfter):
@@ -132,7 +138,7 @@ public enum ConversationDataError: Error, Equatable, CustomStringConvertible {
 public struct ConversationRecord: Equatable, Sendable {
     /// As `idText` gives it.
     public let id: String
-    /// Relative to the images directory (or absolute).
+    /// Relative to the images directory (or absolute), which it must not leave.
     public let image: String?
     public let turns: [ConversationTurn]
 
@@ -313,8 +319,7 @@ public struct TrainingSample: Equatable, Sendable {
         var imageTokens = tokensPerImage
         if let image = record.image {
             guard let imagesDirectory else { throw .imageWithoutImagesDirectory(image: image) }
-            // As os.path.join: an absolute path stands alone.
-            let file = image.hasPrefix("/") ? URL(fileURLWithPath: image) : imagesDirectory.appendingPathComponent(image)
+            let file = try checkedImageFile(image, in: imagesDirectory)
             if checksImages || imageTokenCount != nil {
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
@@ -342,6 +347,25 @@ public struct TrainingSample: Equatable, Sendable {
         return TrainingSample(
             id: record.id, inputIds: expanded.ids, labels: expanded.labels ?? labels, imageFile: imageFile, imageBlock: expanded.blocks.first)
     }
+}
+
+/// The file of a record's `image`: joined to the images directory as os.path.join does (an
+/// absolute path stands alone), and refused unless it lies inside the directory once `..` and
+/// symbolic links are resolved (by realpath where the file exists, by its `..` otherwise).
+func checkedImageFile(_ image: String, in imagesDirectory: URL) throws(BadRecordReason) -> URL {
+    let file = image.hasPrefix("/") ? URL(fileURLWithPath: image) : imagesDirectory.appendingPathComponent(image)
+    let root = resolvedPath(imagesDirectory.path)
+    guard resolvedPath(file.path).hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+        throw .imageOutsideImagesDirectory(image: image, imagesDirectory: imagesDirectory.path)
+    }
+    return file
+}
+
+/// `path` with symbolic links and `..` resolved (realpath) where it exists, its `..` removed otherwise.
+private func resolvedPath(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return URL(fileURLWithPath: path).standardized.path }
+    defer { free(resolved) }
+    return String(cString: resolved)
 }
 
 // MARK: - Dataset
@@ -373,13 +397,13 @@ public struct TrainingDataset: Sendable {
         do {
             data = try Data(contentsOf: dataFile)
         } catch {
-            throw .unreadableFile(file: file, reason: describe(error))
+            throw .unreadableFile(file: file, reason: describeFoundationError(error))
         }
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         } catch {
-            throw .notJSON(file: file, reason: describe(error))
+            throw .notJSON(file: file, reason: describeFoundationError(error))
         }
         guard let records = json as? [Any] else { throw .notAnArray(file: file, found: jsonTypeName(json)) }
 
@@ -415,13 +439,6 @@ public struct TrainingDataset: Sendable {
 }
 
 extension BadRecord: Error {}
-
-/// Foundation's message for an error, with the parser's detail where it gives one.
-private func describe(_ error: Error) -> String {
-    let nsError = error as NSError
-    if let detail = nsError.userInfo[NSDebugDescriptionErrorKey] as? String { return detail }
-    return nsError.localizedDescription
-}
 
 // MARK: - Stream
 

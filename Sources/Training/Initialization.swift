@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import Models
 import SafeTensors
@@ -285,7 +286,7 @@ public enum ModelInitialization {
         }
         let data: Data
         do { data = try Data(contentsOf: configurationURL) } catch {
-            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: error.localizedDescription)
+            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: describeFoundationError(error))
         }
         let storage: SafeTensorsDType
         switch dtype {

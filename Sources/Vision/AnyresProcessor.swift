@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// One entry of `image_grid_pinpoints`: a resolution the high-resolution grid may take, in pixels.
@@ -86,7 +87,7 @@ public struct AnyresProcessorConfig: Equatable, Sendable {
         } catch let error as AnyresConfigError {
             throw error
         } catch {
-            throw AnyresConfigError(file: file, key: "(root)", reason: "not valid JSON: \(error.localizedDescription)")
+            throw AnyresConfigError(file: file, key: "(root)", reason: "not valid JSON: \(describeFoundationError(error))")
         }
         let fields = (root["image_processor"] as? [String: Any]) ?? root
 
@@ -170,7 +171,8 @@ public struct AnyresProcessorConfig: Equatable, Sendable {
     private static func keyNamed(in reason: String) -> String {
         let known = ["crop_size", "size", "resample", "image_mean", "image_std", "rescale_factor", "do_resize",
                      "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb", "default_to_square"]
-        for key in known where reason.contains("at \(key)") || reason.hasPrefix("\(key) ") {
+        // describeDecodingError quotes the key path: "'resample' is not an integer", "'size.height': ...".
+        for key in known where reason.contains("'\(key)'") || reason.contains("'\(key).") || reason.hasPrefix("\(key) ") {
             return key
         }
         return "image_processor"

@@ -111,11 +111,8 @@ enum ImageFormat: Equatable {
         } else if starts(with: ascii("ftyp"), at: 4) {
             self = .unsupported("HEIF/AVIF")
         } else {
-            let shown = bytes.prefix(8).map { byte in
-                let hex = String(byte, radix: 16)
-                return byte < 0x10 ? "0" + hex : hex
-            }.joined(separator: " ")
-            self = .unknown("unknown magic bytes \(shown)")
+            // The bytes themselves are not shown: the file may be anything (a record's path can name any file).
+            self = .unknown("its first bytes are not the signature of any image format")
         }
     }
 }

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// How `size` in a preprocessor config asks the image to be resized (the `size` dict forms transformers'
@@ -63,28 +64,8 @@ public struct CLIPImageProcessorConfig: Equatable, Sendable {
         do {
             let layout = try JSONDecoder().decode(ConfigFileLayout.self, from: json)
             return layout.imageProcessor ?? layout.flat
-        } catch let error as DecodingError {
-            throw ImageProcessorConfigError(file: file, reason: describe(error))
         } catch {
-            throw ImageProcessorConfigError(file: file, reason: String(describing: error))
-        }
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
-            return keys.isEmpty ? "" : " at \(keys.joined(separator: "."))"
-        }
-        switch error {
-        case .dataCorrupted(let context):
-            let underlying = context.underlyingError.map { ": \(String(describing: $0))" } ?? ""
-            return "\(context.debugDescription)\(path(context))\(underlying)"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            return "\(context.debugDescription)\(path(context))"
-        case .keyNotFound(let key, let context):
-            return "missing key \(key.stringValue)\(path(context))"
-        @unknown default:
-            return String(describing: error)
+            throw ImageProcessorConfigError(file: file, reason: describeDecodingError(error))
         }
     }
 }

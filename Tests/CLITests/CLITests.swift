@@ -176,6 +176,18 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(String(format: "%.3g", lambda.reduced) == "9.46")
     }
 
+    /// Foundation's file errors reach the user in words, after the file's name.
+    @Test func fileErrorsAreInWords() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let missing = directory.appendingPathComponent("no-such-data")
+        let result = try runPDrop(["data", "vocabulary", "--tokenizer", Fixtures.url("tiny-llava").path, "--data", missing.path,
+                                   "--output", directory.appendingPathComponent("out").path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(missing.path)/train.json: No such file or directory"), "\(result.stderr)")
+        #expect(!result.stderr.contains("Domain") && !result.stderr.contains("Code="), "\(result.stderr)")
+    }
+
     @Test func invalidSchedulesAreClearErrors() throws {
         let mismatched = try runPDrop(["flops", "--layers", "8,16", "--ratios", "0.5"])
         #expect(mismatched.status != 0 && mismatched.stderr.contains("2 layers"))
@@ -183,6 +195,11 @@ func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, s
         #expect(increasing.status != 0 && increasing.stderr.contains("increase"))
         let both = try runPDrop(["flops", "--layers", "8", "--ratios", "0.5", "--lambda", "0.5"])
         #expect(both.status != 0 && both.stderr.contains("not both"))
+        // argument-parser reads "-2,4,6" as an option: the message says how to write it.
+        let negative = try runPDrop(["flops", "--layers", "-2,4,6", "--ratios", "0.5,0.25,0.125"])
+        #expect(negative.status != 0 && negative.stderr.contains("negative values need '=': --layers=-2,4,6"), "\(negative.stderr)")
+        let withEquals = try runPDrop(["flops", "--layers=-2,4,6", "--ratios", "0.5,0.25,0.125"])
+        #expect(withEquals.status != 0 && !withEquals.stderr.contains("Missing value"), "\(withEquals.stderr)")
         let badNumber = try runPDrop(["flops", "--layers", "8,x", "--ratios", "0.5,0.25"])
         #expect(badNumber.status != 0 && badNumber.stderr.contains("item 2"))
         let unknownPreset = try runPDrop(["flops", "--preset", "gpt-9"])

@@ -84,4 +84,20 @@ import TestSupport
         #expect(message(#"{"model_type": "llava", "vision_config": {"image_size": 100, "patch_size": 14}}"#).contains("vision_config.patch_size"))
         #expect(message(#"{"model_type": "llava", "vision_feature_layer": [-2, -5]}"#) == "no error")
     }
+
+    /// No decoding failure of config.json shows a Swift type name or Foundation's internals.
+    @Test func configurationErrorsAreInWords() throws {
+        for json in [#"{"model_type": "llama", "hidden_size": "big"}"#, #"{"model_type": "llama", "hidden_act": "g\q"}"#,
+                     #"{"model_type": "llama", "rope_scaling": [1]}"#, "{oops"] {
+            do {
+                _ = try ModelConfiguration.parse(Data(json.utf8), file: "cfg.json")
+                Issue.record("accepted \(json)")
+            } catch {
+                for leak in ["Foundation", "JSONError", "Int", "Dictionary<", "Array<", "Domain"] {
+                    #expect(!"\(error)".contains(leak), "\(error)")
+                }
+            }
+        }
+    }
+
 }

@@ -146,6 +146,105 @@ func openError(_ contents: Data) throws -> SafeTensorsError? {
         #expect(overlap == .overlappingTensors(file: overlap?.file ?? "", first: "a", second: "b", byteOffset: 4))
     }
 
+    /// As the reference's `Metadata::validate`: sorted by offsets, each tensor begins where the
+    /// previous one ends (the first at 0).
+    @Test func rejectsGapsBetweenTensors() throws {
+        let gap = try openError(rawFile(
+            header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#,
+            data: Array(repeating: 0, count: 16)))
+        guard case let .gapBeforeTensor(_, previous, tensor, gapBegin, gapEnd, dataStart)? = gap else {
+            Issue.record("expected gapBeforeTensor, got \(String(describing: gap))"); return
+        }
+        #expect(previous == "a" && tensor == "b" && gapBegin == 8 && gapEnd == 12)
+        #expect(gap!.description.contains("'a' and 'b'") && gap!.description.contains("data bytes 8..<12"))
+        #expect(gap!.description.contains("file bytes \(dataStart + 8)..<\(dataStart + 12)"))
+
+        let leading = try openError(rawFile(
+            header: #"{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8)))
+        guard case .gapBeforeTensor(_, nil, "b", 0, 4, _)? = leading else {
+            Issue.record("expected gapBeforeTensor before the first tensor, got \(String(describing: leading))"); return
+        }
+        #expect(leading!.description.contains("before the first tensor 'b'"))
+    }
+
+    /// The reference's "MetadataIncompleteBuffer": the last tensor must end the file.
+    @Test func rejectsBytesAfterTheLastTensor() throws {
+        let trailing = try openError(rawFile(
+            header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: Array(repeating: 0, count: 7)))
+        guard case .bytesAfterLastTensor(_, "a", 4, 7, _)? = trailing else {
+            Issue.record("expected bytesAfterLastTensor, got \(String(describing: trailing))"); return
+        }
+        #expect(trailing!.description.contains("3 bytes after the tensors"))
+        let noTensors = try openError(rawFile(header: "{}", data: [1, 2]))
+        guard case .bytesAfterLastTensor(_, nil, 0, 2, _)? = noTensors else {
+            Issue.record("expected bytesAfterLastTensor without tensors, got \(String(describing: noTensors))"); return
+        }
+    }
+
+    /// Zero tensors and zero data bytes; header padding with spaces (as the reference writer
+    /// pads); empty tensors placed at the offset where they stand.
+    @Test func acceptsEmptyFilesPaddedHeadersAndEmptyTensors() throws {
+        #expect(try openError(rawFile(header: "{}", data: [])) == nil)
+        #expect(try openError(rawFile(header: "{}      ", data: [])) == nil)
+        #expect(try openError(rawFile(
+            header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#,
+            data: Array(repeating: 0, count: 4))) == nil)
+    }
+
+    /// Our writer lays tensors back to back, so what it writes is valid under the strict rule.
+    @Test func writerOutputIsContiguous() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("written.safetensors")
+        try SafeTensorsWriter.write([
+            .init(name: "b", tensor: Tensor(shape: [3]), dtype: .bfloat16),
+            .init(name: "empty", dtype: .float32, shape: [0], bytes: Data()),
+            .init(name: "a", integers: [1, 2]),
+        ], metadata: ["format": "pt"], to: url)
+        #expect(try SafeTensorsFile(path: url.path).tensorNames == ["a", "b", "empty"])
+        try SafeTensorsWriter.write([], to: url)
+        #expect(try SafeTensorsFile(path: url.path).tensorNames.isEmpty)
+    }
+
+    /// Every committed safetensors fixture passes the strict layout rule.
+    @Test func everyFixtureLoads() throws {
+        let files = FileManager.default.enumerator(at: Fixtures.directory, includingPropertiesForKeys: nil)!
+            .compactMap { $0 as? URL }.filter { $0.pathExtension == "safetensors" }
+        #expect(files.count >= 20)
+        for file in files {
+            #expect(throws: Never.self, "\(file.path)") { _ = try SafeTensorsFile(path: file.path) }
+        }
+    }
+
+    @Test func headerThatIsNotUTF8NamesTheByte() throws {
+        var header = Data(#"{"w\#u{e9}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#.utf8)
+        header[3] = 0xFF  // inside the key, after `{"w`
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        let error = try openError(file)
+        #expect(error == .headerNotUTF8(file: error?.file ?? "", fileOffset: 8 + 3))
+        #expect(error!.description.contains("not valid UTF-8 (first bad byte at file byte 11)"))
+    }
+
+    /// No JSON failure of the header shows a Swift type name or Foundation's error domain.
+    @Test func headerJSONErrorsAreInWords() throws {
+        let headers = [
+            "{not json", "", "[1, 2]", #"{"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#,
+            #"{"w":{"dtype":"F32","shape":"x","data_offsets":[0,4]}}"#, #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}} x"#,
+            #"{"w":{"dtype":3,"shape":[1],"data_offsets":[0,4]}}"#, #"{"w":{"dtype":"F\q","shape":[1],"data_offsets":[0,4]}}"#,
+            #"{"__metadata__":{"a":1}}"#, #"{"w":null}"#,
+        ]
+        for header in headers {
+            let error = try openError(rawFile(header: header, data: [0, 0, 0, 0]))
+            let text = error?.description ?? ""
+            #expect(error != nil, "\(header)")
+            for leak in ["Foundation", "JSONError", "NSCocoaErrorDomain", "Swift.", "Int>", "Array<", "Dictionary<", "SourceLocation"] {
+                #expect(!text.contains(leak), "\(text)")
+            }
+        }
+    }
+
     @Test func missingFileIsAnErrorNotACrash() {
         #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(path: "/nonexistent/model.safetensors") }
         #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(path: "/tmp") }
@@ -187,9 +286,10 @@ extension SafeTensorsError {
     var file: String {
         switch self {
         case let .cannotOpen(file, _), let .fileTooSmall(file, _), let .headerLengthOutOfRange(file, _, _),
-             let .headerNotJSON(file, _), let .invalidTensorEntry(file, _, _), let .unknownDType(file, _, _),
+             let .headerNotUTF8(file, _), let .headerNotJSON(file, _), let .invalidTensorEntry(file, _, _), let .unknownDType(file, _, _),
              let .offsetsOutOfRange(file, _, _, _, _, _), let .sizeMismatch(file, _, _, _, _, _),
-             let .overlappingTensors(file, _, _, _), let .tensorNotFound(file, _), let .unsupportedConversion(file, _, _, _),
+             let .overlappingTensors(file, _, _, _), let .gapBeforeTensor(file, _, _, _, _, _),
+             let .bytesAfterLastTensor(file, _, _, _, _), let .tensorNotFound(file, _), let .unsupportedConversion(file, _, _, _),
              let .invalidShardIndex(file, _):
             return file
         case .duplicateTensor, .noSafetensorsFiles: return ""

@@ -223,6 +223,59 @@ private func syntheticSamples(_ lengths: [Int]) -> [TrainingSample] {
         }
     }
 
+    @Test func aDirectoryOrAnUnreadableFileAsDataIsAnErrorInWords() throws {
+        let directory = try makeTemporaryDirectory("conversation-data")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (dataFile, reason) in [(directory, "Is a directory"), (directory.appendingPathComponent("missing.json"), "No such file or directory")] {
+            #expect(throws: ConversationDataError.unreadableFile(file: dataFile.path, reason: reason)) {
+                try DataFixtures.load(dataFile, images: nil)
+            }
+        }
+        let badUTF8 = directory.appendingPathComponent("latin1.json")
+        try Data([0x5B, 0x22, 0xE9, 0x22, 0x5D]).write(to: badUTF8)  // ["é"] in Latin-1
+        do {
+            _ = try DataFixtures.load(badUTF8, images: nil)
+            Issue.record("a Latin-1 file was accepted")
+        } catch {
+            #expect(!"\(error)".contains("Domain") && !"\(error)".contains("Foundation"), "\(error)")
+        }
+    }
+
+    /// A record's image must stay inside the images directory: `..`, absolute paths and symbolic
+    /// links pointing out are refused without opening the file (whose bytes never reach a message).
+    @Test func imagePathsThatLeaveTheImagesDirectoryAreRefused() throws {
+        let directory = try makeTemporaryDirectory("conversation-data")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let images = directory.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.url("images/chelsea.jpg"), to: images.appendingPathComponent("chelsea.jpg"))
+        let secret = directory.appendingPathComponent("secret.txt")
+        try Data("root:x:0:0:secret".utf8).write(to: secret)
+        try FileManager.default.createSymbolicLink(at: images.appendingPathComponent("link.jpg"), withDestinationURL: secret)
+        try FileManager.default.createSymbolicLink(at: images.appendingPathComponent("inside.jpg"), withDestinationURL: images.appendingPathComponent("chelsea.jpg"))
+
+        let escaping = ["../secret.txt", "../../../../../../etc/passwd", secret.path, "link.jpg", "../missing.jpg", "./../images/../secret.txt"]
+        let allowed = ["chelsea.jpg", "inside.jpg", images.appendingPathComponent("chelsea.jpg").path, "./chelsea.jpg"]
+        let records: [Any] = (escaping + allowed).enumerated().map { index, image in
+            ["id": "r\(index)", "image": image, "conversations": [question, answer]] as [String: Any]
+        }
+        let dataFile = directory.appendingPathComponent("data.json")
+        try writeJSON(records, to: dataFile)
+
+        let dataset = try DataFixtures.load(dataFile, images: images)
+        #expect(dataset.samples.map(\.id) == (escaping.count..<(escaping.count + allowed.count)).map { "r\($0)" })
+        #expect(dataset.badRecords.map(\.reason) == escaping.map { .imageOutsideImagesDirectory(image: $0, imagesDirectory: images.path) })
+
+        do {
+            _ = try DataFixtures.load(dataFile, images: images, policy: .refuse)
+            Issue.record("escaping image paths were accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("record 0 (id r0): image \"../secret.txt\" lies outside the images directory \(images.path)"), "\(text)")
+            #expect(!text.contains("root:x") && !text.contains("72 6f"), "\(text)")
+        }
+    }
+
     @Test func aPrefixThatTokenizesDifferentlyIsATokenizationMismatch() throws {
         // The tiny tokenizer with a top-priority merge ":" + "▁": in the whole text the ":" of
         // "ASSISTANT:" merges with the answer's leading space, so the prefix ending at ":" is not

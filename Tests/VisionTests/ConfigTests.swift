@@ -108,4 +108,16 @@ import Testing
             #expect(error.file == url.path)
         }
     }
+
+    /// A malformed preprocessor config is described in JSON's words, naming the key.
+    @Test func badPreprocessorConfigIsDescribedInWords() throws {
+        do {
+            _ = try CLIPImageProcessorConfig.parse(Data(#"{"image_mean": "x"}"#.utf8), file: "pp.json")
+            Issue.record("accepted a string image_mean")
+        } catch {
+            #expect("\(error)".contains("image_mean") && !"\(error)".contains("Expected to decode"), "\(error)")
+            #expect(!"\(error)".contains("Array<"), "\(error)")
+        }
+    }
+
 }

@@ -63,6 +63,17 @@ import Testing
         #expect(whole == (try ImageDecoder.decode(contentsOf: Fixtures.url("images/face_rgb8.png"))))
     }
 
+    /// A file that is not an image (any file a path can name) is refused without showing its bytes.
+    @Test func notAnImageDoesNotShowTheFileContents() throws {
+        do {
+            _ = try ImageDecoder.decode(Array("root:x:0:0:root:/root:/bin/bash\n".utf8), file: "passwd")
+            Issue.record("a text file decoded")
+        } catch {
+            #expect(reasonName(error.reason) == "notAnImage")
+            #expect(!"\(error)".contains("72 6f") && !"\(error)".contains("root"), "\(error)")
+        }
+    }
+
     @Test func missingFileAndDirectoryAreUnreadable() throws {
         let missing = try Fixtures.url("images/no_such_file.png")
         #expect(throws: ImageError(file: missing.path, reason: .unreadable("No such file or directory"))) {

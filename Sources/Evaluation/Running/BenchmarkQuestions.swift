@@ -1,4 +1,5 @@
 import Engine
+import FileErrors
 import Foundation
 
 /// One question of a benchmark as the model is asked it: the user turn's text (without the
@@ -95,7 +96,7 @@ func loadScienceQAQuestions(file: URL, imagesDirectory: URL?) throws -> [Benchma
     do {
         problems = try JSONDecoder().decode([Problem].self, from: Data(contentsOf: file))
     } catch {
-        throw EvaluationFileError(file: file.path, reason: "not LLaVA's ScienceQA conversation JSON: \(error)")
+        throw EvaluationFileError(file: file.path, reason: "not LLaVA's ScienceQA conversation JSON: \(describeFoundationError(error))")
     }
     return try problems.enumerated().map { index, problem in
         guard let first = problem.conversations.first else {

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// One JSON object of a benchmark file, with where it came from for error messages.
@@ -55,10 +56,10 @@ func stringList(_ value: JSONValue?) -> [String]? {
 func readJSONDocument(_ url: URL) throws -> JSONValue {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+        throw EvaluationFileError(file: url.path, reason: "cannot read: \(describeFoundationError(error))")
     }
     do { return try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-        throw EvaluationFileError(file: url.path, reason: "not valid JSON: \(error)")
+        throw EvaluationFileError(file: url.path, reason: describeDecodingError(error))
     }
 }
 
