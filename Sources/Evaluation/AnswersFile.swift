@@ -1,4 +1,5 @@
 import Foundation
+import Vision
 
 /// A question's id as benchmark files give it: an integer (POPE, MMBench, TextVQA) or a string
 /// (ScienceQA, SEED). Answers are matched to questions by it.
@@ -127,8 +128,8 @@ public func readJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws ->
 /// `readJSONLines` with each record's 1-based line number.
 func readNumberedJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -> [(line: Int, value: T)] {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.localizedDescription)")
+    do { data = try readFileData(url) } catch {
+        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.reason)")
     }
     let decoder = JSONDecoder()
     var records: [(line: Int, value: T)] = []

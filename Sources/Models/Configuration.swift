@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import Vision
 
 // MARK: - Errors
 
@@ -78,8 +79,9 @@ public enum ModelConfiguration: Equatable, Sendable {
 
 /// The bytes of a config.json, or an error naming it.
 func readConfigurationFile(_ url: URL) throws -> Data {
-    do { return try Data(contentsOf: url) } catch {
-        throw ConfigurationError.cannotRead(file: url.path, reason: error.localizedDescription)
+    switch readWholeFile(atPath: url.path) {
+    case .success(let bytes): return Data(bytes)
+    case .failure(let error): throw ConfigurationError.cannotRead(file: url.path, reason: error.reason)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Vision
 import Models
 import SafeTensors
 import TensorCore
@@ -284,8 +285,8 @@ public enum ModelInitialization {
             throw InitializationError.missingTokenizer(directory: tokenizer.path, file: "tokenizer.json")
         }
         let data: Data
-        do { data = try Data(contentsOf: configurationURL) } catch {
-            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: error.localizedDescription)
+        do { data = try readFileData(configurationURL) } catch {
+            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: error.reason)
         }
         let storage: SafeTensorsDType
         switch dtype {
