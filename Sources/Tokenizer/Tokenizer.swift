@@ -37,23 +37,26 @@ public final class Tokenizer: @unchecked Sendable {
     /// Loads `tokenizer.json`; a `tokenizer_config.json` in the same folder, if present, names
     /// the BOS/EOS/PAD tokens.
     public convenience init(tokenizerJSON url: URL) throws {
-        let data: Data
+        let data = try Self.readFile(url)
+        let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
+        let configData = FileManager.default.fileExists(atPath: configURL.path) ? try Self.readFile(configURL) : nil
+        try self.init(data: data, configData: configData, fileName: url.lastPathComponent,
+                      configFileName: configURL.lastPathComponent)
+    }
+
+    /// The bytes of a regular file; anything else is refused from its `stat` before opening it
+    /// (`open` on a FIFO blocks forever). This module reads with Foundation only, so this is the
+    /// tokenizer's own copy of Vision's `regularFileSize` check.
+    private static func readFile(_ url: URL) throws -> Data {
+        var status = stat()
+        if stat(url.path, &status) == 0 && (status.st_mode & S_IFMT) != S_IFREG {
+            throw TokenizerError.unreadableFile(file: url.path, reason: "not a regular file")
+        }
         do {
-            data = try Data(contentsOf: url)
+            return try Data(contentsOf: url)
         } catch {
             throw TokenizerError.unreadableFile(file: url.path, reason: error.localizedDescription)
         }
-        let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
-        var configData: Data?
-        if FileManager.default.fileExists(atPath: configURL.path) {
-            do {
-                configData = try Data(contentsOf: configURL)
-            } catch {
-                throw TokenizerError.unreadableFile(file: configURL.path, reason: error.localizedDescription)
-            }
-        }
-        try self.init(data: data, configData: configData, fileName: url.lastPathComponent,
-                      configFileName: configURL.lastPathComponent)
     }
 
     /// Loads a tokenizer.json held in memory; `configData` is an optional tokenizer_config.json.
@@ -81,9 +84,9 @@ public final class Tokenizer: @unchecked Sendable {
         decoder = try root.optional("decoder").map(DecoderFactory.make)
 
         let addedTokens = try Self.readAddedTokens(root.optional("added_tokens"), model: model)
-        addedTokenStringsByID = addedTokens.byID.mapValues { token in
+        addedTokenStringsByID = try addedTokens.byID.mapValues { token in
             guard token.normalized, let normalizer else { return token.content }
-            return normalizer.normalize(Scalars(token.content)).string
+            return try normalizer.normalize(Scalars(token.content)).string
         }
         addedTokenIDsByContent = addedTokens.idsByContent
         specialTokenContents = addedTokens.specialContents
@@ -94,7 +97,7 @@ public final class Tokenizer: @unchecked Sendable {
         // legacy LLaMA normalizer, "foo" is looked for as "▁foo").
         normalizedTokenMatcher = AddedTokenMatcher(
             tokens: normalizedTokens,
-            patterns: normalizedTokens.map { normalizer?.normalize(Scalars($0.content)) ?? Scalars($0.content) })
+            patterns: try normalizedTokens.map { try normalizer?.normalize(Scalars($0.content)) ?? Scalars($0.content) })
 
         vocabularySize = model.vocabularyCount + addedTokens.byID.keys.filter { model.token(forID: $0) == nil }.count
 
@@ -178,8 +181,9 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Token ids for `text`. With `addSpecialTokens`, the post-processor's template is applied
-    /// (for LLaMA: `<s>` in front).
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// (for LLaMA: `<s>` in front). Throws when a regular expression of tokenizer.json exceeds
+    /// its time limit on this text (catastrophic backtracking).
+    public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> [Int] {
         var ids: [Int] = []
         let input = TextPiece(scalars: Scalars(text), startsAtInputStart: true)
         for segment in rawTokenMatcher.split(input) {
@@ -187,14 +191,14 @@ public final class Tokenizer: @unchecked Sendable {
             case let .addedToken(id):
                 ids.append(id)
             case let .text(piece):
-                let normalized = TextPiece(scalars: normalizer?.normalize(piece.scalars) ?? piece.scalars,
+                let normalized = TextPiece(scalars: try normalizer?.normalize(piece.scalars) ?? piece.scalars,
                                            startsAtInputStart: piece.startsAtInputStart)
                 for innerSegment in normalizedTokenMatcher.split(normalized) {
                     switch innerSegment {
                     case let .addedToken(id):
                         ids.append(id)
                     case let .text(textPiece):
-                        let words = preTokenizer?.split(textPiece) ?? [textPiece]
+                        let words = try preTokenizer?.split(textPiece) ?? [textPiece]
                         for word in words { ids.append(contentsOf: model.tokenize(word.scalars)) }
                     }
                 }
