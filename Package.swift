@@ -21,35 +21,35 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Foundation's file and JSON errors in words, for every reader and writer of files. Foundation only.
-        .target(name: "FileErrors"),
+        .target(name: "FileAccess"),
         // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
         // tokenizer.json as the Python tokenizers library runs it. Foundation only.
-        .target(name: "Tokenizer", dependencies: ["FileErrors"]),
+        .target(name: "Tokenizer", dependencies: ["FileAccess"]),
         // Images: PNG/JPEG decoding as PIL does it, CLIP preprocessing as transformers does it.
-        .target(name: "Vision", dependencies: ["CPNG", "CJPEG", "FileErrors"]),
+        .target(name: "Vision", dependencies: ["CPNG", "CJPEG", "FileAccess"]),
         // The safetensors file format only.
-        .target(name: "SafeTensors", dependencies: ["TensorCore", "FileErrors"]),
+        .target(name: "SafeTensors", dependencies: ["TensorCore", "FileAccess"]),
         // Which image tokens survive: strategies, schedules, FLOPs. Knows nothing of weights.
         .target(name: "TokenReduction"),
         // Configurations, weights and forward passes of the model parts; applies reductions.
         // (Vision for LLaVA-NeXT's anyres feature grid, which the processor and the model share.)
-        .target(name: "Models", dependencies: ["FileErrors", "TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
+        .target(name: "Models", dependencies: ["FileAccess", "TensorCore", "SafeTensors", "TokenReduction", "Vision"]),
         // What the command line, evaluation and a server share: the inference session (requests,
         // conversation templates, images), generation with sampling, streaming and stop conditions.
         .target(name: "Engine", dependencies: ["Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Training: backward passes of the model parts, loss, AdamW, conversation data, the loop.
-        .target(name: "Training", dependencies: ["FileErrors", "Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
+        .target(name: "Training", dependencies: ["FileAccess", "Engine", "Models", "TensorCore", "SafeTensors", "TokenReduction", "Tokenizer", "Vision"]),
         // Evaluation: benchmark files, the official scoring rules, answering benchmarks with
         // settings in one pass, reports.
-        .target(name: "Evaluation", dependencies: ["FileErrors", "Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
+        .target(name: "Evaluation", dependencies: ["FileAccess", "Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
         // Benchmarks: machine peaks, the paper's model presets, inference and training timings, reports.
         .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         // Generated visual question-answering data (scenes, MNIST digit grids) with per-question patches.
-        .target(name: "TaskData", dependencies: ["FileErrors", "Vision", "TensorCore", "CZlib"]),
+        .target(name: "TaskData", dependencies: ["FileAccess", "Vision", "TensorCore", "CZlib"]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["FileErrors", "Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FileAccess", "Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),

@@ -14,6 +14,9 @@ public enum StopReason: String, Codable, Sendable {
     case stopString
     /// The caller cancelled (the handler returned `.stop`, or the cancellation flag was set).
     case cancelled
+    /// Prompt and generated tokens filled the model's context (`max_position_embeddings`) before
+    /// `maxNewTokens` were produced (llama.cpp stops there too; nothing is generated past it).
+    case contextFull
 }
 
 /// How long to generate and how to pick tokens.
@@ -88,9 +91,17 @@ public struct GenerationResult: Equatable {
 public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case stopStringsWithoutTokenizer
     case negativeTokenCount(Int)
+    case promptFillsContext(promptTokens: Int, context: Int)
+    /// The logits of generated token `step` (0: the prefill's) hold NaN or infinity.
+    case nonFiniteLogits(step: Int)
 
     public var description: String {
         switch self {
+        case let .promptFillsContext(promptTokens, context):
+            return "the prompt is \(promptTokens) tokens, which leaves no room in the model's context of \(context) for a generated token"
+        case let .nonFiniteLogits(step):
+            return "the model's output scores for generated token \(step + 1) are not finite numbers (NaN or infinity); "
+                + "the checkpoint's weights probably hold non-finite values (a broken conversion or a diverged training run)"
         case .stopStringsWithoutTokenizer: return "stop strings need the checkpoint's tokenizer.json to read the generated text"
         case let .negativeTokenCount(count): return "the number of tokens to generate must not be negative, got \(count)"
         }
@@ -115,7 +126,14 @@ public func generate(
     var stopMatcher = StopStringMatcher(stopStrings: parameters.stopStrings)
     let clock = ContinuousClock()
     let promptLength = promptEmbeddings.size(0)
-    let cache = decoder.makeCache(capacity: promptLength + parameters.maxNewTokens)
+    // Prompt and generated tokens stay within the context, as transformers' max_length and
+    // llama.cpp's n_ctx keep them: at most `room` new tokens, whatever was asked.
+    let room = decoder.contextLength - promptLength
+    if room < 1 && parameters.maxNewTokens > 0 {
+        throw GenerationError.promptFillsContext(promptTokens: promptLength, context: decoder.contextLength)
+    }
+    let newTokens = min(parameters.maxNewTokens, room)
+    let cache = decoder.makeCache(capacity: promptLength + newTokens)
     var result = GenerationResult(promptTokens: promptLength)
     var text = ""
 
@@ -131,8 +149,13 @@ public func generate(
 
     let endOfSequence = decoder.endOfSequenceIds
     let decodeStart = clock.now
-    while result.tokens.count < parameters.maxNewTokens {
-        let next = logits.withPointer { sampler.next(logits: UnsafeBufferPointer(start: $0, count: logits.count)) }
+    while result.tokens.count < newTokens {
+        let next = try logits.withPointer { pointer in
+            let row = UnsafeBufferPointer(start: pointer, count: logits.count)
+            // NaN weights would otherwise pick token 0 forever, or end at once with empty text.
+            guard row.allSatisfy(\.isFinite) else { throw GenerationError.nonFiniteLogits(step: result.tokens.count) }
+            return sampler.next(logits: row)
+        }
         result.tokens.append(next)
         let endsSequence = parameters.stopAtEndOfSequence && endOfSequence.contains(next)
         let (emitted, matchedStop) = stopMatcher.feed(detokenizer?.append(next) ?? "")
@@ -141,7 +164,10 @@ public func generate(
         if matchedStop { result.stopReason = .stopString; break }
         if endsSequence { result.stopReason = .endOfSequence; break }
         if control == .stop || cancellation?.isCancelled == true { result.stopReason = .cancelled; break }
-        if result.tokens.count >= parameters.maxNewTokens { break }
+        if result.tokens.count >= newTokens {
+            if newTokens < parameters.maxNewTokens { result.stopReason = .contextFull }
+            break
+        }
         logits = try decoder.decodeStep(token: next, cache: cache, after: prefill, step: result.tokens.count - 1)
     }
     // Whatever stopping left unsaid: a held-back byte run, then text that might have begun a stop string.

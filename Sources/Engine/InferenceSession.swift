@@ -102,6 +102,13 @@ public final class InferenceSession {
             imageProcessor = nil
         }
         tokenizer = hasTokenizer ? try Tokenizer(tokenizerJSON: tokenizerURL) : nil
+        if let tokenizer, let imageToken = loaded.visionLanguageModel?.imageTokenId {
+            // A prompt's BOS (or another token the tokenizer adds itself) would become an image block.
+            let special = Set(try tokenizer.encode("") + [tokenizer.bosTokenID, tokenizer.eosTokenID].compactMap { $0 })
+            if special.contains(imageToken) {
+                throw PipelineError.imageTokenIsSpecial(directory: directory.path, token: imageToken)
+            }
+        }
     }
 
     /// `init(directory:imageOptions:...)` with the image options spelled out.
@@ -141,7 +148,7 @@ public final class InferenceSession {
     /// copies; the prompt must hold one placeholder per image and fit the context.
     public func tokenize(_ prompt: String, imageTokenCounts: [Int]) throws -> [Int] {
         guard let tokenizer else { throw PipelineError.noTokenizer(directory: directory.path) }
-        let ids = tokenizer.encode(prompt)
+        let ids = try tokenizer.encode(prompt)
         let imageToken = visionLanguageModel?.imageTokenId
         let placeholders = imageToken.map { token in ids.lazy.filter { $0 == token }.count } ?? 0
         if placeholders == 0 && !imageTokenCounts.isEmpty { throw PipelineError.promptWithoutImage(prompt: prompt) }
@@ -224,10 +231,10 @@ public final class InferenceSession {
 
     // MARK: - Generation
 
-    /// The reducer a request describes, for this decoder and prompt (budgets are solved for its
-    /// first image block).
+    /// The reducer a request describes, for this decoder and prompt (budgets are solved, and
+    /// the reducer must keep some tokens, for its first image block).
     public func reducer(_ request: ReductionRequest, for prompt: PreparedPrompt) throws -> VisualTokenReducer {
-        try request.makeReducer(decoder: decoder.shape, imageTokens: prompt.imageBlocks.first?.count ?? 1)
+        try request.makeReducer(decoder: decoder.shape, imageTokens: prompt.imageBlocks.first?.count)
     }
 
     /// Generates from a prepared prompt with `reducer`; see `Engine.generate` for the stream,

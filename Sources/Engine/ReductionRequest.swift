@@ -29,8 +29,20 @@ public struct ReductionRequest: Equatable, Sendable {
     public init() {}
 
     /// The reducer for a decoder of `decoder.layers` layers whose image blocks hold `imageTokens`
-    /// tokens (used by the budget solver).
-    public func makeReducer(decoder: DecoderShape, imageTokens: Int) throws -> VisualTokenReducer {
+    /// tokens (nil: a prompt without images); a reducer that would keep none of them is refused.
+    public func makeReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
+        let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens ?? 1)
+        if let imageTokens {
+            for (drop, layer) in reducer.dropLayers.enumerated() where reducer.keptCount(originalCount: imageTokens, afterDrop: drop) < 1 {
+                throw ReductionSettingError.invalid(
+                    "\(describe(reducer)) keeps none of the \(imageTokens) image tokens after layer \(layer): "
+                        + "the layers after it would not see the image; raise the ratio (or use --reduction none)")
+            }
+        }
+        return reducer
+    }
+
+    private func makeUncheckedReducer(decoder: DecoderShape, imageTokens: Int) throws -> VisualTokenReducer {
         let scheduleFlags = layers != nil || ratios != nil || lambda != nil || stages != nil
         let fastVFlags = fastVLayer != nil || fastVRatio != nil
         switch kind {

@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// A question's id as benchmark files give it: an integer (POPE, MMBench, TextVQA) or a string
@@ -128,8 +128,8 @@ public func readJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws ->
 /// `readJSONLines` with each record's 1-based line number.
 func readNumberedJSONLines<T: Decodable>(_ type: T.Type, from url: URL) throws -> [(line: Int, value: T)] {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(describeFoundationError(error))")
+    do { data = try readFileData(url) } catch {
+        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.reason)")
     }
     let decoder = JSONDecoder()
     var records: [(line: Int, value: T)] = []

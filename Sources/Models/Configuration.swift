@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 import SafeTensors
 
@@ -79,8 +79,9 @@ public enum ModelConfiguration: Equatable, Sendable {
 
 /// The bytes of a config.json, or an error naming it.
 func readConfigurationFile(_ url: URL) throws -> Data {
-    do { return try Data(contentsOf: url) } catch {
-        throw ConfigurationError.cannotRead(file: url.path, reason: describeFoundationError(error))
+    switch readWholeFile(atPath: url.path) {
+    case .success(let bytes): return Data(bytes)
+    case .failure(let error): throw ConfigurationError.cannotRead(file: url.path, reason: error.reason)
     }
 }
 

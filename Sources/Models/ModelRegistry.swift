@@ -73,6 +73,8 @@ public struct ModelFamily: Sendable {
             build: { configuration, checkpoint, source in
                 guard case let .llava(llava) = configuration else { throw FamilyMismatchError(family: name) }
                 let layout = checkpoint.map(LlavaLayout.detect) ?? .hub
+                try llava.textConfig.checkSizes(against: checkpoint, layout: layout.language, keyPrefix: "text_config.")
+                try llava.visionConfig.checkSizes(against: checkpoint, prefix: layout.visionPrefix, keyPrefix: "vision_config.")
                 let built = model.init(configuration: llava, loader: source, layout: layout)
                 return BuiltModel(
                     decoder: built.languageModel, visionLanguageModel: built, ownedPrefixes: layout.ownedPrefixes,

@@ -12,6 +12,7 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case padToSquareWithAnyres(directory: String)
     case keptPictureNeedsSingleTile(directory: String)
     case noTokenizer(directory: String)
+    case imageTokenIsSpecial(directory: String, token: Int)
 
     public var description: String {
         switch self {
@@ -35,6 +36,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
             return "\(directory): the kept-token picture draws LLaVA-1.5's single 336-pixel view; LLaVA-NeXT's anyres block is not drawn yet (keptImageTokens in JSON gives it)"
         case let .promptTooLong(tokens, imageTokens, context):
             return "the prompt is \(tokens) tokens (\(imageTokens) of them image tokens), longer than the model's context of \(context)"
+        case let .imageTokenIsSpecial(directory, token):
+            return "\(directory): config.json's image_token_index \(token) is a special token the tokenizer adds itself "
+                + "(BOS or EOS), so every prompt would get an image there; it should be the id of <image> in tokenizer.json"
         case let .noTokenizer(directory):
             return "\(directory): no tokenizer.json, so text cannot be encoded; give token ids instead"
         }

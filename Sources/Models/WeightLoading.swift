@@ -58,33 +58,39 @@ public final class WeightLoader: WeightSource {
 
     public func contains(_ name: String) -> Bool { checkpoint.contains(name) }
 
-    /// The tensor `name` as fp32 with `shape`. A missing or mismatched tensor is recorded and a
-    /// zero placeholder returned; `finish` then throws with the complete list.
+    /// Stands in for a missing or mismatched tensor until `finish` throws: empty, whatever the
+    /// shape asked for, so a config that does not describe the weights (7B defaults over a tiny
+    /// checkpoint, a vocab_size of 10^12) allocates nothing before the mismatch is reported.
+    private static func placeholder() -> Tensor { Tensor(shape: [0]) }
+
+    /// The tensor `name` as fp32 with `shape`. A missing or mismatched tensor is recorded (from
+    /// the safetensors header, before any data is read) and an empty placeholder returned;
+    /// `finish` then throws with the complete list.
     public func take(_ name: String, shape: [Int]) -> Tensor {
         guard checkpoint.contains(name) else {
             missing.append(name)
-            return Tensor(shape: shape)
+            return Self.placeholder()
         }
         taken.insert(name)
         do {
             let entry = try checkpoint.entry(name)
             if entry.shape != shape {
                 wrongShape.append("\(name): expected \(shape), found \(entry.shape)")
-                return Tensor(shape: shape)
+                return Self.placeholder()
             }
             let tensor = try checkpoint.floatTensor(name)
             if copiesToFloat32 { float32Tensors[name] = tensor }
             return tensor
         } catch {
             wrongShape.append("\(name): \(error)")
-            return Tensor(shape: shape)
+            return Self.placeholder()
         }
     }
 
     /// The matrix `name` of shape (rows, columns), borrowed from the memory-mapped file when it is
     /// stored as F32, BF16 or F16 (no copy, no conversion at load).
     public func takeMatrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix {
-        let placeholder = { WeightMatrix(Tensor(shape: [rows, columns])) }
+        let placeholder = { WeightMatrix(Tensor(shape: [0, 0])) }
         guard checkpoint.contains(name) else {
             missing.append(name)
             return placeholder()
@@ -166,5 +172,38 @@ public struct Linear {
         let output = Tensor(shape: [rows, outFeatures])
         withExtendedLifetime(input) { forward(output.pointer, input.pointer, rows: rows) }
         return output
+    }
+}
+
+/// One size config.json states and the dimension of a tensor that must equal it.
+struct ConfigurationSize {
+    let key: String
+    let value: Int
+    let tensor: String
+    let axis: Int
+}
+
+/// Compares sizes config.json states with the safetensors header (shapes only, no tensor data)
+/// before the model is built, so a size that does not match the weights (a vocab_size of 10^12)
+/// is reported by its key instead of after model-sized allocations. `layers` is the layer count's
+/// key and value and the name of a tensor of layer i; the last layer must be there. A tensor the
+/// checkpoint lacks altogether (another layout or family) is left to `WeightLoader.finish`.
+func checkConfigurationSizes(
+    _ checkpoint: Checkpoint?, keyPrefix: String, _ sizes: [ConfigurationSize],
+    layers: (key: String, count: Int, tensor: (Int) -> String)
+) throws {
+    guard let checkpoint else { return }
+    let file = checkpoint.directory.appendingPathComponent("config.json").path
+    for size in sizes where checkpoint.contains(size.tensor) {
+        let shape = try checkpoint.entry(size.tensor).shape
+        if shape.count > size.axis && shape[size.axis] != size.value {
+            throw ConfigurationError.invalidValue(
+                file: file, key: keyPrefix + size.key,
+                reason: "is \(size.value) but the weights' \(size.tensor) has shape \(shape) (dimension \(size.axis) should be \(size.value))")
+        }
+    }
+    if checkpoint.contains(layers.tensor(0)) && !checkpoint.contains(layers.tensor(layers.count - 1)) {
+        throw ConfigurationError.invalidValue(
+            file: file, key: keyPrefix + layers.key, reason: "is \(layers.count) but the weights have no \(layers.tensor(layers.count - 1))")
     }
 }

@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 import TensorCore
 

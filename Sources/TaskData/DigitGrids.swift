@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 import TensorCore
 import Vision
@@ -29,8 +29,8 @@ public struct MNISTDigits: Sendable {
     /// Reads the gzip-compressed CSV at `file`; every label 0...9 must appear.
     public static func load(from file: URL) throws(TaskDataError) -> MNISTDigits {
         let compressed: Data
-        do { compressed = try Data(contentsOf: file) } catch {
-            throw .unreadableFile(file: file.path, reason: describeFoundationError(error))
+        do { compressed = try readFileData(file) } catch {
+            throw .unreadableFile(file: file.path, reason: error.reason)
         }
         let text = try gunzip(compressed, file: file.path)
         var digits: [Digit] = []

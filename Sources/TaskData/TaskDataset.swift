@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 import TensorCore
 import Vision
@@ -191,7 +191,7 @@ public func mergeTaskDatasets(_ sources: [URL], into directory: URL) throws -> (
         throw TaskDataError.cannotWrite(file: imagesDirectory.path, reason: describeFoundationError(error))
     }
     func read(_ file: URL) throws -> Data {
-        do { return try Data(contentsOf: file) } catch { throw TaskDataError.unreadableFile(file: file.path, reason: describeFoundationError(error)) }
+        do { return try readFileData(file) } catch { throw TaskDataError.unreadableFile(file: file.path, reason: error.reason) }
     }
     func object(_ text: Substring, in file: URL, line: Int) throws -> [String: Any] {
         guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {

@@ -54,7 +54,10 @@ struct ReplaceDecoder: Decoder {
     let content: Scalars
 
     func decodeChain(_ tokens: [String]) -> [String] {
-        tokens.map { pattern.replacingMatches(in: Scalars($0), with: content).string }
+        tokens.map { token in
+            let text = Scalars(token)
+            return TextPattern.replacing(pattern.unboundedMatches(in: text), in: text, with: content).string
+        }
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// Rewrites text before pre-tokenization (`"normalizer"` in tokenizer.json).
 protocol Normalizer {
-    func normalize(_ text: Scalars) -> Scalars
+    func normalize(_ text: Scalars) throws -> Scalars
 }
 
 enum NormalizerFactory {
@@ -35,8 +35,8 @@ enum NormalizerFactory {
 struct SequenceNormalizer: Normalizer {
     let children: [Normalizer]
 
-    func normalize(_ text: Scalars) -> Scalars {
-        children.reduce(text) { $1.normalize($0) }
+    func normalize(_ text: Scalars) throws -> Scalars {
+        try children.reduce(text) { try $1.normalize($0) }
     }
 }
 
@@ -54,8 +54,8 @@ struct ReplaceNormalizer: Normalizer {
     let pattern: TextPattern
     let content: Scalars
 
-    func normalize(_ text: Scalars) -> Scalars {
-        pattern.replacingMatches(in: text, with: content)
+    func normalize(_ text: Scalars) throws -> Scalars {
+        TextPattern.replacing(try pattern.matches(in: text), in: text, with: content)
     }
 }
 

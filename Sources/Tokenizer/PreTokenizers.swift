@@ -19,12 +19,12 @@ struct TextPiece {
 
 /// Cuts normalized text into the words the model sees (`"pre_tokenizer"` in tokenizer.json).
 protocol PreTokenizer {
-    func split(_ piece: TextPiece) -> [TextPiece]
+    func split(_ piece: TextPiece) throws -> [TextPiece]
 }
 
 extension PreTokenizer {
-    func split(_ pieces: [TextPiece]) -> [TextPiece] {
-        pieces.flatMap { split($0) }
+    func split(_ pieces: [TextPiece]) throws -> [TextPiece] {
+        try pieces.flatMap { try split($0) }
     }
 }
 
@@ -59,8 +59,8 @@ enum PreTokenizerFactory {
 struct SequencePreTokenizer: PreTokenizer {
     let children: [PreTokenizer]
 
-    func split(_ piece: TextPiece) -> [TextPiece] {
-        children.reduce([piece]) { pieces, child in child.split(pieces) }
+    func split(_ piece: TextPiece) throws -> [TextPiece] {
+        try children.reduce([piece]) { pieces, child in try child.split(pieces) }
     }
 }
 
@@ -137,8 +137,8 @@ struct SplitPreTokenizer: PreTokenizer {
     let behavior: SplitDelimiterBehavior
     let invert: Bool
 
-    func split(_ piece: TextPiece) -> [TextPiece] {
-        let segments = segmentsCovering(piece.scalars, matches: pattern.matches(in: piece.scalars), invert: invert)
+    func split(_ piece: TextPiece) throws -> [TextPiece] {
+        let segments = segmentsCovering(piece.scalars, matches: try pattern.matches(in: piece.scalars), invert: invert)
         return piece.slices(behavior.keptRanges(segments))
     }
 }

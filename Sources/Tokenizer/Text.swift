@@ -86,10 +86,24 @@ func firstInvalidUTF8Offset(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     return nil
 }
 
+/// A compiled tokenizer.json regular expression with what names it in errors.
+struct BoundedRegex {
+    let expression: NSRegularExpression
+    /// The pattern as tokenizer.json writes it.
+    let source: String
+    let file: String
+    /// Where it sits in the file, e.g. `pre_tokenizer.pretokenizers[0].pattern.Regex`.
+    let path: String
+
+    /// One second, plus one per 100,000 characters: linear patterns need milliseconds for that;
+    /// exponential backtracking exceeds it within a few dozen characters.
+    static func timeLimit(characters: Int) -> Duration { .seconds(1) + .microseconds(10 * characters) }
+}
+
 /// A `{"String": ...}` or `{"Regex": ...}` pattern, as used by Replace and Split.
 enum TextPattern {
     case literal(Scalars)
-    case regex(NSRegularExpression)
+    case regex(BoundedRegex)
 
     /// Reads `{"String": "..."}` or `{"Regex": "..."}`.
     static func parse(_ cursor: JSONCursor) throws -> TextPattern {
@@ -99,7 +113,9 @@ enum TextPattern {
         if let regex = cursor.optional("Regex") {
             let source = try regex.string()
             do {
-                return .regex(try NSRegularExpression(pattern: RegexDialect.icuPattern(fromOniguruma: source)))
+                return .regex(BoundedRegex(
+                    expression: try NSRegularExpression(pattern: RegexDialect.icuPattern(fromOniguruma: source)),
+                    source: source, file: regex.file, path: regex.path))
             } catch {
                 throw regex.invalid("invalid regular expression \(source.debugDescription): \(error)")
             }
@@ -107,13 +123,31 @@ enum TextPattern {
         throw cursor.invalid("a pattern needs a \"String\" or a \"Regex\" member")
     }
 
-    /// Non-overlapping matches, left to right, as scalar offset ranges.
-    func matches(in text: Scalars) -> [Range<Int>] {
+    /// Non-overlapping matches, left to right, as scalar offset ranges. A regular expression that
+    /// runs past its time limit (catastrophic backtracking) throws, naming the pattern.
+    func matches(in text: Scalars) throws -> [Range<Int>] {
         switch self {
         case let .literal(needle):
             return Self.literalMatches(of: needle, in: text)
-        case let .regex(expression):
-            return Self.regexMatches(of: expression, in: text)
+        case let .regex(regex):
+            let limit = BoundedRegex.timeLimit(characters: text.count)
+            guard let found = Self.regexMatches(of: regex.expression, in: text, deadline: .now + limit) else {
+                throw TokenizerError.invalidValue(
+                    file: regex.file, path: regex.path,
+                    reason: "the regular expression \(regex.source.debugDescription) did not finish within \(limit) on a text of "
+                        + "\(text.count) characters (catastrophic backtracking, such as a nested repetition like (a+)+); "
+                        + "the tokenizer file needs a pattern that runs in linear time")
+            }
+            return found
+        }
+    }
+
+    /// `matches(in:)` without a time limit, for the decoders, which see the model's own tokens
+    /// and cannot report an error.
+    func unboundedMatches(in text: Scalars) -> [Range<Int>] {
+        switch self {
+        case let .literal(needle): return Self.literalMatches(of: needle, in: text)
+        case let .regex(regex): return Self.regexMatches(of: regex.expression, in: text, deadline: nil) ?? []
         }
     }
 
@@ -134,7 +168,11 @@ enum TextPattern {
         return found
     }
 
-    private static func regexMatches(of expression: NSRegularExpression, in text: Scalars) -> [Range<Int>] {
+    /// nil when `deadline` passed first: ICU calls the block periodically during a long match
+    /// (`reportProgress`), and the block stops the search.
+    private static func regexMatches(
+        of expression: NSRegularExpression, in text: Scalars, deadline: ContinuousClock.Instant?
+    ) -> [Range<Int>]? {
         guard !text.isEmpty else { return [] }
         // NSRegularExpression reports UTF-16 offsets; map them back to scalar offsets.
         var scalarIndexAtUTF16: [Int] = []
@@ -146,7 +184,17 @@ enum TextPattern {
         scalarIndexAtUTF16.append(text.count)
         let string = text.string
         let fullRange = NSRange(location: 0, length: scalarIndexAtUTF16.count - 1)
-        return expression.matches(in: string, options: [], range: fullRange).compactMap { match in
+        var found: [NSTextCheckingResult] = []
+        var timedOut = false
+        expression.enumerateMatches(in: string, options: deadline == nil ? [] : [.reportProgress], range: fullRange) { match, _, stop in
+            if let match { found.append(match) }
+            if let deadline, ContinuousClock.now > deadline {
+                timedOut = true
+                stop.pointee = true
+            }
+        }
+        if timedOut { return nil }
+        return found.compactMap { match in
             let lower = match.range.location
             let upper = match.range.location + match.range.length
             guard match.range.location != NSNotFound, upper < scalarIndexAtUTF16.count else { return nil }
@@ -154,9 +202,8 @@ enum TextPattern {
         }
     }
 
-    /// Replaces every match with `content`.
-    func replacingMatches(in text: Scalars, with content: Scalars) -> Scalars {
-        let found = matches(in: text)
+    /// `text` with each of the ranges `found` (its matches) replaced by `content`.
+    static func replacing(_ found: [Range<Int>], in text: Scalars, with content: Scalars) -> Scalars {
         guard !found.isEmpty else { return text }
         var result: Scalars = []
         result.reserveCapacity(text.count)

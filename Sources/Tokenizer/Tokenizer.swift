@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// A Hugging Face `tokenizer.json` pipeline that gives the same ids and text as the Python
@@ -38,23 +38,16 @@ public final class Tokenizer: @unchecked Sendable {
     /// Loads `tokenizer.json`; a `tokenizer_config.json` in the same folder, if present, names
     /// the BOS/EOS/PAD tokens.
     public convenience init(tokenizerJSON url: URL) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw TokenizerError.unreadableFile(file: url.path, reason: describeFoundationError(error))
-        }
+        let data = try Self.readFile(url)
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
-        var configData: Data?
-        if FileManager.default.fileExists(atPath: configURL.path) {
-            do {
-                configData = try Data(contentsOf: configURL)
-            } catch {
-                throw TokenizerError.unreadableFile(file: configURL.path, reason: describeFoundationError(error))
-            }
-        }
+        let configData = FileManager.default.fileExists(atPath: configURL.path) ? try Self.readFile(configURL) : nil
         try self.init(data: data, configData: configData, fileName: url.lastPathComponent,
                       configFileName: configURL.lastPathComponent)
+    }
+
+    /// The bytes of a regular file (a FIFO or directory is refused before `open`), or an error naming it.
+    private static func readFile(_ url: URL) throws -> Data {
+        do { return try readFileData(url) } catch { throw TokenizerError.unreadableFile(file: url.path, reason: error.reason) }
     }
 
     /// Loads a tokenizer.json held in memory; `configData` is an optional tokenizer_config.json.
@@ -82,9 +75,9 @@ public final class Tokenizer: @unchecked Sendable {
         decoder = try root.optional("decoder").map(DecoderFactory.make)
 
         let addedTokens = try Self.readAddedTokens(root.optional("added_tokens"), model: model)
-        addedTokenStringsByID = addedTokens.byID.mapValues { token in
+        addedTokenStringsByID = try addedTokens.byID.mapValues { token in
             guard token.normalized, let normalizer else { return token.content }
-            return normalizer.normalize(Scalars(token.content)).string
+            return try normalizer.normalize(Scalars(token.content)).string
         }
         addedTokenIDsByContent = addedTokens.idsByContent
         specialTokenContents = addedTokens.specialContents
@@ -95,7 +88,7 @@ public final class Tokenizer: @unchecked Sendable {
         // legacy LLaMA normalizer, "foo" is looked for as "▁foo").
         normalizedTokenMatcher = AddedTokenMatcher(
             tokens: normalizedTokens,
-            patterns: normalizedTokens.map { normalizer?.normalize(Scalars($0.content)) ?? Scalars($0.content) })
+            patterns: try normalizedTokens.map { try normalizer?.normalize(Scalars($0.content)) ?? Scalars($0.content) })
 
         vocabularySize = model.vocabularyCount + addedTokens.byID.keys.filter { model.token(forID: $0) == nil }.count
 
@@ -179,8 +172,9 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Token ids for `text`. With `addSpecialTokens`, the post-processor's template is applied
-    /// (for LLaMA: `<s>` in front).
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// (for LLaMA: `<s>` in front). Throws when a regular expression of tokenizer.json exceeds
+    /// its time limit on this text (catastrophic backtracking).
+    public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> [Int] {
         var ids: [Int] = []
         let input = TextPiece(scalars: Scalars(text), startsAtInputStart: true)
         for segment in rawTokenMatcher.split(input) {
@@ -188,14 +182,14 @@ public final class Tokenizer: @unchecked Sendable {
             case let .addedToken(id):
                 ids.append(id)
             case let .text(piece):
-                let normalized = TextPiece(scalars: normalizer?.normalize(piece.scalars) ?? piece.scalars,
+                let normalized = TextPiece(scalars: try normalizer?.normalize(piece.scalars) ?? piece.scalars,
                                            startsAtInputStart: piece.startsAtInputStart)
                 for innerSegment in normalizedTokenMatcher.split(normalized) {
                     switch innerSegment {
                     case let .addedToken(id):
                         ids.append(id)
                     case let .text(textPiece):
-                        let words = preTokenizer?.split(textPiece) ?? [textPiece]
+                        let words = try preTokenizer?.split(textPiece) ?? [textPiece]
                         for word in words { ids.append(contentsOf: model.tokenize(word.scalars)) }
                     }
                 }

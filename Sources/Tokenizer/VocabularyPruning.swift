@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// Cuts a BPE `tokenizer.json` (LLaMA's, with byte fallback) down to the tokens a body of text
@@ -132,12 +132,12 @@ public enum VocabularyPruning {
         let before = try Tokenizer(tokenizerJSON: sourceFile)
         let after = try Tokenizer(tokenizerJSON: outputFile)
         for text in Set(texts) {
-            let expected = before.encode(text).map { newIDs[$0] }
-            let found = after.encode(text)
-            if expected != found.map(Optional.some) {
+            let source = try before.encode(text)
+            let found = try after.encode(text)
+            if source.map({ newIDs[$0] }) != found.map(Optional.some) {
                 throw TokenizerError.invalidValue(
                     file: outputFile.path, path: "model",
-                    reason: "pruned vocabulary encodes \(String(reflecting: text)) as \(found), not as the source's \(before.encode(text))")
+                    reason: "pruned vocabulary encodes \(String(reflecting: text)) as \(found), not as the source's \(source)")
             }
         }
         return Summary(

@@ -1,5 +1,5 @@
 import Engine
-import FileErrors
+import FileAccess
 import Foundation
 import Models
 import TensorCore
@@ -49,6 +49,8 @@ public enum BadRecordReason: Error, Equatable, Sendable, CustomStringConvertible
     case imageTokenCount(found: Int, expected: Int, imageTokenID: Int)
     /// `tokens` counts the expanded image tokens.
     case longerThanContext(tokens: Int, contextLength: Int)
+    /// The tokenizer refused the text (`reason` says why, e.g. a regular expression's time limit).
+    case untokenizable(String)
 
     public var description: String {
         switch self {
@@ -79,6 +81,8 @@ public enum BadRecordReason: Error, Equatable, Sendable, CustomStringConvertible
             return "the ids hold \(found) image tokens (id \(imageTokenID)) where the text holds \(expected) <image> (is <image> an added token of the tokenizer?)"
         case let .longerThanContext(tokens, contextLength):
             return "\(tokens) tokens (image tokens expanded), longer than the model's context of \(contextLength)"
+        case let .untokenizable(reason):
+            return "the tokenizer cannot encode the text: \(reason)"
         }
     }
 }
@@ -252,10 +256,13 @@ extension ConversationTemplate {
     /// prefix of the ids is a tokenization mismatch.
     public func tokenizeWithLabels(_ turns: [ConversationTurn], tokenizer: Tokenizer) throws(BadRecordReason) -> (ids: [Int], labels: [Int]) {
         let (text, answerPrefixes) = render(turns)
-        let ids = tokenizer.encode(text, addSpecialTokens: true)
+        func encode(_ text: String) throws(BadRecordReason) -> [Int] {
+            do { return try tokenizer.encode(text, addSpecialTokens: true) } catch { throw .untokenizable("\(error)") }
+        }
+        let ids = try encode(text)
         var labels = [Int](repeating: ignoreLabel, count: ids.count)
         func prefixLength(_ prefix: String, answer: Int, endsAfter: String) throws(BadRecordReason) -> Int {
-            let prefixIds = tokenizer.encode(prefix, addSpecialTokens: true)
+            let prefixIds = try encode(prefix)
             guard prefixIds.count <= ids.count, ids[..<prefixIds.count].elementsEqual(prefixIds) else {
                 throw .tokenizationMismatch(answer: answer, prefixEndsAfter: endsAfter)
             }
@@ -394,10 +401,9 @@ public struct TrainingDataset: Sendable {
     ) throws(ConversationDataError) -> TrainingDataset {
         let file = dataFile.path
         let data: Data
-        do {
-            data = try Data(contentsOf: dataFile)
-        } catch {
-            throw .unreadableFile(file: file, reason: describeFoundationError(error))
+        switch readWholeFile(atPath: file) {
+        case .success(let bytes): data = Data(bytes)
+        case .failure(let error): throw .unreadableFile(file: file, reason: error.reason)
         }
         let json: Any
         do {

@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 import Models
 import SafeTensors
@@ -285,8 +285,8 @@ public enum ModelInitialization {
             throw InitializationError.missingTokenizer(directory: tokenizer.path, file: "tokenizer.json")
         }
         let data: Data
-        do { data = try Data(contentsOf: configurationURL) } catch {
-            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: describeFoundationError(error))
+        do { data = try readFileData(configurationURL) } catch {
+            throw ConfigurationError.cannotRead(file: configurationURL.path, reason: error.reason)
         }
         let storage: SafeTensorsDType
         switch dtype {

@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// One entry of `image_grid_pinpoints`: a resolution the high-resolution grid may take, in pixels.

@@ -1,3 +1,4 @@
+import FileAccess
 import Foundation
 
 /// What to do with transparency (an alpha channel, or a PNG tRNS chunk) when flattening to RGB. The three
@@ -27,6 +28,9 @@ public struct ImageDecodingOptions: Sendable, Equatable {
 
     /// Images whose header claims more than this many pixels are refused before any pixel buffer exists.
     public var maxPixelCount: Int
+    /// Image files larger than this are refused before they are read (2 GiB: more than an uncompressed
+    /// 16-bit RGBA PNG at the default pixel limit).
+    public var maxFileBytes: Int = 1 << 31
     /// Rotate/flip according to the EXIF (or XMP) orientation, as `PIL.ImageOps.exif_transpose` does
     /// inside transformers' `load_image`.
     public var appliesExifOrientation: Bool
@@ -51,12 +55,22 @@ public enum ImageDecoder {
         contentsOf url: URL, options: ImageDecodingOptions = ImageDecodingOptions()
     ) throws(ImageError) -> RGBImage {
         let file = url.path
-        switch readWholeFile(atPath: file) {
-        case .success(let bytes):
-            return try decode(bytes, file: file, options: options)
-        case .failure(let error):
-            throw ImageError(file: file, reason: .unreadable(error.reason))
+        func read(_ result: Result<[UInt8], FileReadError>) throws(ImageError) -> [UInt8] {
+            switch result {
+            case .success(let bytes): return bytes
+            case .failure(let error): throw ImageError(file: file, reason: .unreadable(error.reason))
+            }
         }
+        // Refuse what is not a regular file (a FIFO would block), is too large, or does not start
+        // like a PNG or JPEG, before reading the whole file.
+        switch regularFileSize(atPath: file) {
+        case .success(let size) where size > options.maxFileBytes:
+            throw ImageError(file: file, reason: .fileTooLarge(bytes: size, limit: options.maxFileBytes))
+        case .success: break
+        case .failure(let error): throw ImageError(file: file, reason: .unreadable(error.reason))
+        }
+        _ = try ImageFormat.decodable(read(readFileStart(atPath: file, count: ImageFormat.sniffedBytes)), file: file)
+        return try decode(read(readWholeFile(atPath: file)), file: file, options: options)
     }
 
     /// Decodes an encoded image held in memory; `file` only names it in errors.
@@ -64,15 +78,11 @@ public enum ImageDecoder {
         _ encoded: [UInt8], file: String = "<memory>", options: ImageDecodingOptions = ImageDecodingOptions()
     ) throws(ImageError) -> RGBImage {
         let decoded: DecodedImage
-        switch ImageFormat(sniffing: encoded) {
+        switch try ImageFormat.decodable(encoded, file: file) {
         case .png:
             decoded = try PNGDecoder.decode(encoded, file: file, options: options)
-        case .jpeg:
+        default:
             decoded = try JPEGDecoder.decode(encoded, file: file, options: options)
-        case .unsupported(let name):
-            throw ImageError(file: file, reason: .unsupportedFormat(name))
-        case .unknown(let reason):
-            throw ImageError(file: file, reason: .notAnImage(reason))
         }
         var image = decoded.samples.flattenedToRGB(compositingAlpha: options.alphaHandling == .compositeOverWhite)
         if options.alphaHandling == .loadImageThenProcessor, let key = decoded.colorKeyKeptThroughConversion {
@@ -88,6 +98,19 @@ enum ImageFormat: Equatable {
     case jpeg
     case unsupported(String)
     case unknown(String)
+
+    /// Bytes `init(sniffing:)` looks at.
+    static let sniffedBytes = 16
+
+    /// The format of `bytes` when it is one we decode (PNG or JPEG), else the error naming `file`.
+    static func decodable(_ bytes: [UInt8], file: String) throws(ImageError) -> ImageFormat {
+        let format = ImageFormat(sniffing: bytes)
+        switch format {
+        case .png, .jpeg: return format
+        case .unsupported(let name): throw ImageError(file: file, reason: .unsupportedFormat(name))
+        case .unknown(let reason): throw ImageError(file: file, reason: .notAnImage(reason))
+        }
+    }
 
     init(sniffing bytes: [UInt8]) {
         func starts(with prefix: [UInt8], at offset: Int = 0) -> Bool {

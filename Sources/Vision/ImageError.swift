@@ -13,6 +13,8 @@ public struct ImageError: Error, Equatable, CustomStringConvertible, Sendable {
         case corrupt(String)
         /// The header claims more pixels than the decoder is allowed to allocate (a decompression bomb).
         case tooManyPixels(width: Int, height: Int, limit: Int)
+        /// The file is larger than `ImageDecodingOptions.maxFileBytes` (refused before reading it).
+        case fileTooLarge(bytes: Int, limit: Int)
         /// The codec could not get memory for its own bookkeeping.
         case outOfMemory
         /// Encoding or writing an image file failed.
@@ -43,6 +45,9 @@ public struct ImageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .tooManyPixels(let width, let height, let limit):
             return "\(file): \(width)×\(height) is \(width * height) pixels, more than the limit of \(limit) "
                 + "(a possible decompression bomb; raise ImageDecodingOptions.maxPixelCount to allow it)"
+        case .fileTooLarge(let bytes, let limit):
+            return "\(file): the file is \(bytes) bytes, more than the limit of \(limit) for an image file "
+                + "(raise ImageDecodingOptions.maxFileBytes to allow it)"
         case .outOfMemory:
             return "\(file): out of memory while setting up the decoder"
         case .unwritable(let detail):

@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// How `size` in a preprocessor config asks the image to be resized (the `size` dict forms transformers'

@@ -1,5 +1,5 @@
 import ArgumentParser
-import FileErrors
+import FileAccess
 import Foundation
 
 @main

@@ -68,7 +68,7 @@ private func isByteFallbackToken(_ id: Int, _ tokenizer: Tokenizer) -> Bool {
         var byteFallbackTokens = 0
         for text in Self.texts {
             for addSpecialTokens in [true, false] {
-                let ids = tokenizer.encode(text, addSpecialTokens: addSpecialTokens)
+                let ids = try tokenizer.encode(text, addSpecialTokens: addSpecialTokens)
                 byteFallbackTokens += ids.filter { isByteFallbackToken($0, tokenizer) }.count
                 expectStreamEqualsDecode(ids, tokenizer, "\(text.debugDescription) addSpecialTokens \(addSpecialTokens)")
             }
@@ -121,7 +121,7 @@ private func isByteFallbackToken(_ id: Int, _ tokenizer: Tokenizer) -> Bool {
 
     @Test func ordinaryTokensComeOutAtOnceWithTheFirstLeadingSpaceStripped() throws {
         let tokenizer = try Fixtures.llamaTokenizer.get()
-        let ids = tokenizer.encode("Hello world, how are you?", addSpecialTokens: false)
+        let ids = try tokenizer.encode("Hello world, how are you?", addSpecialTokens: false)
         let streamed = stream(ids, tokenizer, skipSpecialTokens: true)
         #expect(streamed.chunks.allSatisfy { !$0.isEmpty })
         #expect(streamed.chunks.prefix(2) == ["Hello", " world"])

@@ -14,9 +14,9 @@ import Testing
         var mismatches: [String] = []
         for golden in cases {
             var problems: [String] = []
-            let ids = tokenizer.encode(golden.text)
+            let ids = try tokenizer.encode(golden.text)
             if ids != golden.ids { problems.append("ids expected \(golden.ids) got \(ids)") }
-            let idsNoSpecial = tokenizer.encode(golden.text, addSpecialTokens: false)
+            let idsNoSpecial = try tokenizer.encode(golden.text, addSpecialTokens: false)
             if idsNoSpecial != golden.idsNoSpecial {
                 problems.append("idsNoSpecial expected \(golden.idsNoSpecial) got \(idsNoSpecial)")
             }
@@ -52,7 +52,7 @@ import Testing
         var mismatches: [String] = []
         for (index, (text, golden)) in zip(texts, expected).enumerated() {
             var problems: [String] = []
-            let ids = tokenizer.encode(text)
+            let ids = try tokenizer.encode(text)
             if ids != golden.ids { problems.append("ids expected \(golden.ids) got \(ids)") }
             problems += Self.decodeProblems(tokenizer, ids: golden.ids, decoded: golden.decoded,
                                             decodedSkipSpecial: golden.decodedSkipSpecial)
@@ -144,7 +144,7 @@ import Testing
         var mismatches: [String] = []
         for index in agreeing {
             let reference = try #require(cases.indices.contains(index) ? cases[index] : nil)
-            let ids = tokenizer.encode(reference.text, addSpecialTokens: false)
+            let ids = try tokenizer.encode(reference.text, addSpecialTokens: false)
             if ids != reference.ids {
                 mismatches.append("llama.cpp case \(index) \(visible(reference.text)): expected \(reference.ids) got \(ids)")
             }
@@ -164,7 +164,7 @@ import Testing
         let cases = try Self.referenceCases()
         var mismatches: [String] = []
         for index in agreeing where cases.indices.contains(index) {
-            let ids = tokenizer.encode(cases[index].text, addSpecialTokens: false)
+            let ids = try tokenizer.encode(cases[index].text, addSpecialTokens: false)
             if ids != cases[index].ids { mismatches.append("llama.cpp case \(index): expected \(cases[index].ids) got \(ids)") }
         }
         print("llama.cpp parity (raw GGUF conversion): \(agreeing.count) of \(cases.count) cases checked, \(mismatches.count) mismatching")

@@ -31,8 +31,8 @@ import Testing
 
     @Test func minimalTokenizerLoadsAndEncodes() throws {
         let tokenizer = try Tokenizer(data: Self.minimalTokenizer())
-        #expect(tokenizer.encode("abba") == [3, 2, 1])
-        #expect(tokenizer.encode("axb") == [1, 0, 2])
+        #expect(try tokenizer.encode("abba") == [3, 2, 1])
+        #expect(try tokenizer.encode("axb") == [1, 0, 2])
     }
 
     @Test func invalidJSONNamesFileLineAndColumn() {
@@ -222,5 +222,43 @@ import Testing
     @Test func errorDescriptionsAreReadable() {
         let error = TokenizerError.unknownStageType(file: "tokenizer.json", path: "normalizer.normalizers[1]", type: "X")
         #expect(error.description == "tokenizer.json: unknown stage type \"X\" at \"normalizer.normalizers[1]\"")
+    }
+}
+
+/// Patterns and files that would hang the tokenizer end in an error instead.
+@Suite struct TokenizerHangTests {
+    /// `(a+)+$` backtracks exponentially on "aaa…ab": unbounded, 40 characters take hours.
+    @Test func catastrophicBacktrackingSplitPatternFailsQuicklyNamingIt() throws {
+        let tokenizer = try Tokenizer(data: LoadingErrorTests.minimalTokenizer(preTokenizer: """
+            {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": false}
+            """))
+        #expect(try tokenizer.encode("aab") == [1, 3])  // a linear case still matches
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect {
+            _ = try tokenizer.encode(String(repeating: "a", count: 40) + "b")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("tokenizer.json") && text.contains("(a+)+$") && text.contains("pre_tokenizer")
+                && text.contains("backtracking")
+        }
+        let elapsed = clock.now - start
+        print("catastrophic pattern refused after \(elapsed)")
+        #expect(elapsed < .seconds(5))
+    }
+
+    /// `open` on a FIFO blocks until a writer appears; it is refused from its stat first.
+    @Test func fifoAsTokenizerFileIsRefusedWithoutBlocking() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fifo-tokenizer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fifo = directory.appendingPathComponent("tokenizer.json")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        #expect {
+            _ = try Tokenizer(tokenizerJSON: fifo)
+        } throws: { error in
+            guard case let .unreadableFile(file, reason)? = error as? TokenizerError else { return false }
+            return file == fifo.path && reason.contains("not a regular file")
+        }
     }
 }

@@ -80,7 +80,7 @@ import Testing
             try ImageDecoder.decode(contentsOf: missing)
         }
         let directory = try Fixtures.url("images")
-        #expect(throws: ImageError(file: directory.path, reason: .unreadable("not a regular file"))) {
+        #expect(throws: ImageError(file: directory.path, reason: .unreadable("a directory, not a regular file"))) {
             try ImageDecoder.decode(contentsOf: directory)
         }
     }
@@ -122,6 +122,7 @@ func reasonName(_ reason: ImageError.Reason) -> String {
     case .truncated: return "truncated"
     case .corrupt: return "corrupt"
     case .tooManyPixels: return "tooManyPixels"
+    case .fileTooLarge: return "fileTooLarge"
     case .outOfMemory: return "outOfMemory"
     case .unwritable: return "unwritable"
     }

@@ -1,5 +1,5 @@
 import Engine
-import FileErrors
+import FileAccess
 import Foundation
 
 /// One question of a benchmark as the model is asked it: the user turn's text (without the

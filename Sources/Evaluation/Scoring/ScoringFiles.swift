@@ -1,4 +1,4 @@
-import FileErrors
+import FileAccess
 import Foundation
 
 /// One JSON object of a benchmark file, with where it came from for error messages.
@@ -55,8 +55,8 @@ func stringList(_ value: JSONValue?) -> [String]? {
 /// Reads a whole JSON document.
 func readJSONDocument(_ url: URL) throws -> JSONValue {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw EvaluationFileError(file: url.path, reason: "cannot read: \(describeFoundationError(error))")
+    do { data = try readFileData(url) } catch {
+        throw EvaluationFileError(file: url.path, reason: "cannot read: \(error.reason)")
     }
     do { return try JSONDecoder().decode(JSONValue.self, from: data) } catch {
         throw EvaluationFileError(file: url.path, reason: describeDecodingError(error))

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import TensorCore
 
 /// `CLIPVisionConfig` of transformers, with its defaults for absent keys.
@@ -59,5 +60,16 @@ public struct CLIPVisionConfiguration: Codable, Equatable, Sendable {
     public static let llavaDefault = CLIPVisionConfiguration {
         $0.intermediateSize = 4096; $0.hiddenSize = 1024; $0.patchSize = 14; $0.imageSize = 336
         $0.numHiddenLayers = 24; $0.numAttentionHeads = 16; $0.projectionDim = 768
+    }
+}
+
+extension CLIPVisionConfiguration {
+    /// Checks the sizes the weights fix against `checkpoint`'s header before the tower is built.
+    func checkSizes(against checkpoint: Checkpoint?, prefix p: String, keyPrefix: String) throws {
+        try checkConfigurationSizes(
+            checkpoint, keyPrefix: keyPrefix,
+            [ConfigurationSize(key: "hidden_size", value: hiddenSize, tensor: p + "embeddings.class_embedding", axis: 0),
+             ConfigurationSize(key: "intermediate_size", value: intermediateSize, tensor: p + "encoder.layers.0.mlp.fc1.weight", axis: 0)],
+            layers: ("num_hidden_layers", numHiddenLayers, { "\(p)encoder.layers.\($0).layer_norm1.weight" }))
     }
 }

@@ -249,13 +249,28 @@ extension LlamaModel {
             try configuration.validate(file: file)
             return .llama(configuration)
         },
-        build: { configuration, _, source in
+        build: { configuration, checkpoint, source in
             guard case let .llama(text) = configuration else { throw FamilyMismatchError(family: "LLaMA") }
             let layout = LanguageModelLayout.llama
+            try text.checkSizes(against: checkpoint, layout: layout)
             return BuiltModel(
                 decoder: LlamaModel(configuration: text, loader: source, layout: layout), visionLanguageModel: nil,
                 ownedPrefixes: [layout.modelPrefix, layout.lmHeadPrefix], languageLayout: layout)
         })
+}
+
+extension LlamaConfiguration {
+    /// Checks the sizes the weights fix against `checkpoint`'s header before anything is built;
+    /// `keyPrefix` is "text_config." inside a LLaVA config.
+    func checkSizes(against checkpoint: Checkpoint?, layout: LanguageModelLayout, keyPrefix: String = "") throws {
+        let p = layout.modelPrefix
+        try checkConfigurationSizes(
+            checkpoint, keyPrefix: keyPrefix,
+            [ConfigurationSize(key: "vocab_size", value: vocabSize, tensor: p + "embed_tokens.weight", axis: 0),
+             ConfigurationSize(key: "hidden_size", value: hiddenSize, tensor: p + "embed_tokens.weight", axis: 1),
+             ConfigurationSize(key: "intermediate_size", value: intermediateSize, tensor: p + "layers.0.mlp.gate_proj.weight", axis: 0)],
+            layers: ("num_hidden_layers", numHiddenLayers, { "\(p)layers.\($0).input_layernorm.weight" }))
+    }
 }
 
 extension DecoderShape {
