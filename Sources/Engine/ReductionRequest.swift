@@ -29,10 +29,12 @@ public struct ReductionRequest: Equatable, Sendable {
     public init() {}
 
     /// The reducer for a decoder of `decoder.layers` layers whose image blocks hold `imageTokens`
-    /// tokens (nil: a prompt without images); a reducer that would keep none of them is refused.
+    /// tokens (nil: a prompt without images). Ratios given by hand that keep none of them are
+    /// refused; a budget's solved schedule may keep none in its last stages (that is what a small
+    /// budget buys), so it is not.
     public func makeReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
         let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens ?? 1)
-        if let imageTokens {
+        if let imageTokens, budget == nil {
             for (drop, layer) in reducer.dropLayers.enumerated() where reducer.keptCount(originalCount: imageTokens, afterDrop: drop) < 1 {
                 throw ReductionSettingError.invalid(
                     "\(describe(reducer)) keeps none of the \(imageTokens) image tokens after layer \(layer): "

@@ -106,7 +106,7 @@ struct TrainCommand: ParsableCommand {
                 }
             }
             let outputDirectory = try TrainingCheckpoint.outputDirectory(output, input: source, resumingInPlaceAllowed: resume != nil)
-            log("loading \(source.path) (fp32)")
+            log("loading \(source.path) (fp32); OpenBLAS kernels: \(BLASCoreType.current)")
             let pipeline = try withFlagNames {
                 try InferenceSession(directory: source, imageOptions: ImageProcessingOptions(maxTiles: maxTiles), copiesToFloat32: true)
             }

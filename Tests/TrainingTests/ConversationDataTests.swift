@@ -226,7 +226,7 @@ private func syntheticSamples(_ lengths: [Int]) -> [TrainingSample] {
     @Test func aDirectoryOrAnUnreadableFileAsDataIsAnErrorInWords() throws {
         let directory = try makeTemporaryDirectory("conversation-data")
         defer { try? FileManager.default.removeItem(at: directory) }
-        for (dataFile, reason) in [(directory, "Is a directory"), (directory.appendingPathComponent("missing.json"), "No such file or directory")] {
+        for (dataFile, reason) in [(directory, "a directory, not a regular file"), (directory.appendingPathComponent("missing.json"), "No such file or directory")] {
             #expect(throws: ConversationDataError.unreadableFile(file: dataFile.path, reason: reason)) {
                 try DataFixtures.load(dataFile, images: nil)
             }

@@ -1,0 +1,45 @@
+import Foundation
+import TensorCore
+import Testing
+
+/// The choice of OpenBLAS's kernel family from the CPU's flags (OpenBLAS 0.3.21 falls back to its
+/// SSE3 "Prescott" kernels on CPUs it does not know, such as this machine's virtual Xeon).
+@Suite struct BLASCoreTypeTests {
+    let avx512 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16"
+
+    @Test func theFamilyFollowsTheInstructionSets() {
+        let flags = BLASCoreType.cpuFlags(cpuinfo: "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: \(avx512)\nbugs\t\t: spectre_v1\n")
+        #expect(flags.contains("avx512bw") && flags.contains("fma") && !flags.contains("spectre_v1"))
+        #expect(BLASCoreType.better(than: "Prescott", cpuFlags: flags) == "SkylakeX")
+        #expect(BLASCoreType.better(than: "Prescott", cpuFlags: ["sse2", "avx", "avx2", "fma"]) == "Haswell")
+        #expect(BLASCoreType.better(than: "Prescott", cpuFlags: ["sse2", "avx"]) == nil, "no AVX2: the generic kernels stay")
+        // OpenBLAS recognised the CPU: its choice stands.
+        #expect(BLASCoreType.better(than: "Zen", cpuFlags: flags) == nil)
+        #expect(BLASCoreType.better(than: "SkylakeX", cpuFlags: flags) == nil)
+        #expect(BLASCoreType.cpuFlags(cpuinfo: "") == [] && BLASCoreType.cpuFlags(cpuinfo: nil) == [])
+    }
+
+    @Test func theUsersSettingWins() {
+        #expect(BLASCoreType.coreTypeToRequest(environment: ["OPENBLAS_CORETYPE": "Haswell"]) == nil)
+    }
+
+    /// `pdrop` runs with a family that suits this machine (it starts itself again when OpenBLAS chose a generic one).
+    @Test func pdropRunsWithKernelsThatSuitThisCPU() throws {
+        let process = Process()
+        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
+        process.arguments = ["train", "--model", "/nonexistent", "--data", "/nonexistent", "--steps", "1", "--output", "/nonexistent/out"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_CORETYPE"] = nil
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let line = text.split(separator: "\n").first { $0.contains("OpenBLAS kernels: ") }
+        let family = line.map { String($0.split(separator: " ").last!) }
+        #expect(family != nil, "no kernel line in: \(text)")
+        if let family { #expect(BLASCoreType.better(than: family, cpuFlags: BLASCoreType.cpuFlags()) == nil, "pdrop ran on \(family)") }
+    }
+}
