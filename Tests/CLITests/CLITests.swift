@@ -4,21 +4,24 @@ import TensorCore
 import Testing
 import TestSupport
 
+/// The built `pdrop` binary (test bundles and products share one build folder).
+let pdropExecutable = Bundle.main.bundleURL.appendingPathComponent("pdrop")
+
 /// Runs the built `pdrop` binary, as a user would.
 func runPDrop(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    // Test bundles and products share one build folder.
-    let buildDirectory = Bundle.main.bundleURL
-    process.executableURL = buildDirectory.appendingPathComponent("pdrop")
-    process.arguments = arguments
     let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
+    let child = try ChildProcess(pdropExecutable, arguments, standardOutput: output, standardError: errors)
+    // stderr read on its own thread: a child that fills one pipe while we wait on the other would block.
+    nonisolated(unsafe) var errData = Data()
+    let errorsRead = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        errData = errors.fileHandleForReading.readDataToEndOfFile()
+        errorsRead.signal()
+    }
     let outData = output.fileHandleForReading.readDataToEndOfFile()
-    let errData = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    errorsRead.wait()
+    child.waitForExit()
+    return (child.process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
 
 @Suite struct CLITests {

@@ -63,19 +63,15 @@ import Glibc
 
         // Killed once the first answer is written, then resumed: the same files.
         let resumed = directory.appendingPathComponent("resumed/pope.jsonl")
-        let process = Process()
-        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
-        process.arguments = runArguments(answers: resumed)
-        process.standardError = FileHandle.nullDevice
         try FileManager.default.createDirectory(at: resumed.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try process.run()
+        let process = try ChildProcess(pdropExecutable, runArguments(answers: resumed))
         let firstAnswers = directory.appendingPathComponent("resumed/pope.pdrop.jsonl")
         let deadline = Date().addingTimeInterval(300)
-        while process.isRunning && Date() < deadline && ((try? Data(contentsOf: firstAnswers))?.isEmpty ?? true) {
+        while !process.hasExited && Date() < deadline && ((try? Data(contentsOf: firstAnswers))?.isEmpty ?? true) {
             usleep(20_000)
         }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
+        kill(process.identifier, SIGTERM)
+        process.waitForExit()
         let killedAfter = (try? linesWithoutTimings(firstAnswers).count) ?? 0
         #expect(killedAfter >= 1 && killedAfter < 6, "killed after \(killedAfter) answers")
         let rest = try runPDrop(runArguments(answers: resumed))

@@ -40,16 +40,6 @@ import TestSupport
         }
     }
 
-    func startPDrop(_ arguments: [String]) throws -> Process {
-        let process = Process()
-        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
-        process.arguments = arguments
-        process.standardError = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
     /// The checkpoint files a kill may have left: each whole, and weights and optimizer state of one step.
     func expectWholeCheckpoint(_ directory: URL, kill: Int) throws {
         let state = try SafeTensorsFile(path: directory.appendingPathComponent("trainer_state.safetensors").path)
@@ -83,19 +73,19 @@ import TestSupport
                 #expect(refused.status != 0 && refused.stderr.contains("trainer_state.safetensors"), "\(refused.stderr)")
                 refusals += 1
             }
-            let process = try startPDrop(arguments(data: data, output: killed, steps: steps, resume: hasCheckpoint))
+            let process = try ChildProcess(pdropExecutable, arguments(data: data, output: killed, steps: steps, resume: hasCheckpoint))
             // Anywhere in the run: loading, a step, or (as often as not) a save.
             usleep(UInt32(Double.random(in: 0.02...0.12, using: &generator) * runSeconds * 1e6))
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
+            if !process.hasExited {
+                kill(process.identifier, SIGKILL)
                 kills += 1
             }
-            process.waitUntilExit()
+            let status = process.waitForExit()
             let halfSaved = ["saving", "previous"].contains { role in
                 FileManager.default.fileExists(atPath: directory.appendingPathComponent(".killed.pdrop-\(role)").path)
             }
             if halfSaved { killsInSaves += 1 }
-            finished = process.terminationReason == .exit && process.terminationStatus == 0
+            finished = status == 0
             if FileManager.default.fileExists(atPath: killed.appendingPathComponent("trainer_state.safetensors").path) {
                 try expectWholeCheckpoint(killed, kill: kills)
             }
@@ -126,12 +116,11 @@ import TestSupport
         let output = directory.appendingPathComponent("run")
         var arguments = arguments(data: data, output: output, steps: 400)
         arguments.replaceSubrange(arguments.firstIndex(of: "--save-every")!...(arguments.firstIndex(of: "--save-every")! + 1), with: [])
-        let process = try startPDrop(arguments)
+        let process = try ChildProcess(pdropExecutable, arguments)
         let deadline = Date().addingTimeInterval(120)
-        while logSteps(output).isEmpty && Date() < deadline && process.isRunning { usleep(20_000) }
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 128 + SIGTERM)
+        while logSteps(output).isEmpty && Date() < deadline && !process.hasExited { usleep(20_000) }
+        kill(process.identifier, SIGTERM)
+        #expect(process.waitForExit() == 128 + SIGTERM)
         let state = try SafeTensorsFile(path: output.appendingPathComponent("trainer_state.safetensors").path)
         let logged = logSteps(output).map(\.step)
         #expect(state.metadata["step"] == String(logged.last ?? -1) && logged == Array(1...logged.count), "\(logged)")

@@ -30,16 +30,11 @@ import TestSupport
         #expect(full.stderr.contains("saved step 4"))
 
         // Interrupt after the first step has been logged.
-        let process = Process()
-        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
-        process.arguments = trainArguments(output: resumed)
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(pdropExecutable, trainArguments(output: resumed))
         let deadline = Date().addingTimeInterval(120)
-        while logLines(resumed).isEmpty && Date() < deadline && process.isRunning { usleep(20_000) }
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 130)
+        while logLines(resumed).isEmpty && Date() < deadline && !process.hasExited { usleep(20_000) }
+        kill(process.identifier, SIGINT)
+        #expect(process.waitForExit() == 130)
         let interruptedSteps = logLines(resumed).count
         #expect(interruptedSteps >= 1 && interruptedSteps < 4, "interrupted after \(interruptedSteps) steps")
         let state = try SafeTensorsFile(path: resumed.appendingPathComponent("trainer_state.safetensors").path)

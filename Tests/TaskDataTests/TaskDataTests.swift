@@ -232,12 +232,8 @@ private func writeTinyMNIST(rows: [String]? = nil) throws -> URL {
     }
     let csv = directory.appendingPathComponent("mnist.csv")
     try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: csv)
-    let gzip = Process()
-    gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    gzip.arguments = ["gzip", "-n", csv.path]
-    try gzip.run()
-    gzip.waitUntilExit()
-    #expect(gzip.terminationStatus == 0)
+    let gzip = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), ["gzip", "-n", csv.path])
+    #expect(gzip.waitForExit() == 0)
     return directory.appendingPathComponent("mnist.csv.gz")
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import TestSupport
 import Testing
 
 /// The choice of OpenBLAS's kernel family from the CPU's flags (OpenBLAS 0.3.21 falls back to its
@@ -25,18 +26,15 @@ import Testing
 
     /// `pdrop` runs with a family that suits this machine (it starts itself again when OpenBLAS chose a generic one).
     @Test func pdropRunsWithKernelsThatSuitThisCPU() throws {
-        let process = Process()
-        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("pdrop")
-        process.arguments = ["train", "--model", "/nonexistent", "--data", "/nonexistent", "--steps", "1", "--output", "/nonexistent/out"]
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_CORETYPE"] = nil
-        process.environment = environment
         let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(
+            Bundle.main.bundleURL.appendingPathComponent("pdrop"),
+            ["train", "--model", "/nonexistent", "--data", "/nonexistent", "--steps", "1", "--output", "/nonexistent/out"],
+            environment: environment, standardError: errors)
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        process.waitForExit()
         let line = text.split(separator: "\n").first { $0.contains("OpenBLAS kernels: ") }
         let family = line.map { String($0.split(separator: " ").last!) }
         #expect(family != nil, "no kernel line in: \(text)")
