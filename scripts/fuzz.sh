@@ -66,6 +66,10 @@ for target in $TARGETS; do
   rate=$(( seconds > 0 ? executions / seconds : executions ))
   coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   seeds=$(ls Tests/Fuzz/corpus/"$target" | wc -l)
+  peak=$(sed -n 's/^stat::peak_rss_mb: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+  slowest=$(sed -n 's/^stat::slowest_unit_time_sec: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+  # libFuzzer turns leak checking off by itself when mallocs and frees never balance (global caches).
+  if grep -q "disabled leak detection" "$log"; then leaks="off (libFuzzer disabled it)"; else leaks="on"; fi
   findings=0
   if [[ $status -ne 0 ]] || grep -qE '^==[0-9]+==ERROR|^SUMMARY: |deadly signal|ERROR: libFuzzer' "$log"; then
     findings=1
@@ -74,7 +78,7 @@ for target in $TARGETS; do
     grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -5
   fi
   echo "   $executions executions in ${seconds}s ($rate/s), coverage $coverage edges, findings $findings"
-  rows+="| \`$target\` | $seeds | $executions | $seconds | $rate | ${coverage:-?} | $findings | ${COVERS[$target]} |"$'\n'
+  rows+="| \`$target\` | $seeds | $executions | $seconds | $rate | ${coverage:-?} | ${slowest:-?} | ${peak:-?} | $leaks | $findings | ${COVERS[$target]} |"$'\n'
 done
 
 if [[ "$TARGETS" != "$ALL_TARGETS" ]]; then
@@ -96,9 +100,15 @@ swift_version=$("$SWIFT" --version 2>&1 | head -1)
   echo "input; a crash, trap, leak, sanitizer report or an input taking over 10 s is a finding."
   echo "Each run: at most $RUNS executions and ${MAX_TIME} s per target; $(nproc) cores ($swift_version)."
   echo
-  echo "| target | seeds | executions | seconds | executions/s | coverage (edges) | findings | covers |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  echo "| target | seeds | executions | seconds | executions/s | coverage (edges) | slowest input (s) | peak RSS (MB) | leak checks | findings | covers |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"
   printf '%s' "$rows"
+  echo
+  echo "Leak checks: LeakSanitizer runs after any input whose mallocs and frees do not balance (libFuzzer's"
+  echo "\`-detect_leaks=1\`, the default); \"on\" means it stayed on for the whole run (Swift runtime metadata"
+  echo "and caches are reachable, so they are not reported). Image targets refuse headers above 65,536 pixels"
+  echo "(\`FuzzHarness.imageOptions\`): the check is the same at any limit, and decoding the images a few bytes"
+  echo "can claim would take most of the run."
   echo
   echo "A finding is fixed in its parser with a regression test in that parser's suite, and its input joins"
   echo "the corpus. The scratch files of path-only parsers (data.json, the trainer state) live in /dev/shm."

@@ -73,7 +73,8 @@ public enum FuzzHarness {
     static func safetensors(_ data: Data) throws {
         _ = try data.withUnsafeBytes { bytes in try SafeTensorsFile.parseHeader(bytes, file: "model.safetensors") }
         // The header is valid: open it as a file (mmap) and read every tensor through the table.
-        let url = try Scratch.shared.write(data, to: "model.safetensors")
+        // Not model.safetensors: the trainer-state target keeps its fixed weights under that name.
+        let url = try Scratch.shared.write(data, to: "input.safetensors")
         let file = try SafeTensorsFile(path: url.path)
         for name in file.tensorNames {
             if (try? file.floatTensor(name)) == nil { _ = try file.integers(name) }
