@@ -9,7 +9,7 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train
+.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz
 
 # The task model: a small LLaVA trained here on generated scenes and digit grids (models/README.md).
 TASK_MODEL = models/llava-task-7m
@@ -72,6 +72,12 @@ bench: build
 bench-train: build
 	$(PDROP) bench --train --preset train-next --markdown-output docs/TRAINING-PERFORMANCE.md \
 		--json-output docs/training-performance.json
+
+# docs/RELIABILITY.md: every parser of untrusted files (safetensors, config.json, tokenizer.json,
+# processor configs, PNG, JPEG, conversation data, trainer state) under libFuzzer + ASan/LSan,
+# 10^6 executions per target from the committed seeds (Tests/Fuzz/corpus). About 15 minutes on 2 cores.
+fuzz: setup
+	SWIFT="$(SWIFT)" scripts/fuzz.sh
 
 # Regenerates Tests/Fixtures with PyTorch + transformers (needs Python; tests do not).
 fixtures:

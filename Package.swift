@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .executable(name: "pdrop", targets: ["pdrop"]),
         .library(name: "Engine", targets: ["Engine"]),
+        // libFuzzer targets for every parser of a file a stranger can hand us (`make fuzz`); built
+        // normally, it replays files through the same functions.
+        .executable(name: "pdrop-fuzz", targets: ["pdrop-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -50,6 +53,9 @@ let package = Package(
         .executableTarget(
             name: "pdrop",
             dependencies: ["FileAccess", "Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // One function per parser of untrusted files, for the fuzzer and the corpus-replay tests.
+        .target(name: "FuzzHarness", dependencies: ["Engine", "Models", "SafeTensors", "TensorCore", "Tokenizer", "Training", "Vision"]),
+        .executableTarget(name: "pdrop-fuzz", dependencies: ["FuzzHarness"], path: "Sources/Fuzz"),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -63,6 +69,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "Tokenizer", "TensorCore", "TokenReduction", "Vision", "SafeTensors", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport", "Vision"]),
         .testTarget(name: "TaskDataTests", dependencies: ["TaskData", "Vision", "TensorCore", "Evaluation", "Engine", "Models", "TokenReduction", "Training", "TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzHarness"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]
