@@ -2,7 +2,8 @@ import TensorCore
 import Vision
 
 /// Sort-of-CLEVR scenes (Santoro et al. 2017, "A simple neural network module for relational
-/// reasoning"): six objects of six colours on a white canvas, each a circle, square or triangle.
+/// reasoning"): six objects of six colours on a white canvas, each a circle, square or triangle
+/// (or fewer objects, of as many random colours, for a curriculum: `pdrop data scenes --objects`).
 
 public enum SceneShape: String, CaseIterable, Sendable {
     case circle, square, triangle
@@ -84,17 +85,24 @@ public struct Scene: Sendable {
     /// no answer hangs on a pixel.
     static let margin = 2.0
 
-    /// A random scene: objects placed one by one at random free places; a scene where some
-    /// object's nearest or furthest neighbour is not clear by `margin` is drawn again.
-    public static func random(using generator: inout SplitMix64) -> Scene {
+    /// A random scene of `objectCount` objects (1...6; all six colours, or that many distinct
+    /// random ones in palette order): objects placed one by one at random free places; a scene
+    /// where some object's nearest or furthest neighbour is not clear by `margin` is drawn again.
+    public static func random(objectCount: Int = SceneColour.palette.count, using generator: inout SplitMix64) -> Scene {
+        precondition((1...SceneColour.palette.count).contains(objectCount), "a scene holds 1 to 6 objects")
+        var colours = SceneColour.palette
+        if objectCount < colours.count {
+            let chosen = generator.shuffled(Array(colours.indices)).prefix(objectCount).sorted()
+            colours = chosen.map { SceneColour.palette[$0] }
+        }
         while true {
-            if let scene = attempt(using: &generator), scene.hasClearNeighbours { return scene }
+            if let scene = attempt(colours: colours, using: &generator), scene.hasClearNeighbours { return scene }
         }
     }
 
-    private static func attempt(using generator: inout SplitMix64) -> Scene? {
+    private static func attempt(colours: [SceneColour], using generator: inout SplitMix64) -> Scene? {
         var objects: [SceneObject] = []
-        for colour in SceneColour.palette {
+        for colour in colours {
             var placed: SceneObject?
             for _ in 0..<200 where placed == nil {
                 let size = generator.element(of: sizes)
@@ -113,7 +121,8 @@ public struct Scene: Sendable {
 
     /// Whether, for every object, the nearest and the furthest other object win by more than `margin`.
     var hasClearNeighbours: Bool {
-        objects.allSatisfy { object in
+        // With two objects each one's nearest is its furthest; with one there is no neighbour.
+        objects.count < 3 || objects.allSatisfy { object in
             let distances = others(of: object).map { object.distance(to: $0) }.sorted()
             return distances[1] - distances[0] > Self.margin && distances[distances.count - 1] - distances[distances.count - 2] > Self.margin
         }
@@ -151,11 +160,13 @@ public struct Scene: Sendable {
         let topBottom = objects.map { object in
             about(object, "top_bottom", "Is the \(object.colour.name) object at the top or the bottom?", object.centreY < middle ? "top" : "bottom")
         }
-        let closestColour = objects.map { object in
+        // Relations need a second object.
+        let related = objects.count > 1 ? objects : []
+        let closestColour = related.map { object in
             let nearest = nearest(to: object)
             return about(object, "closest_colour", "What is the colour of the object closest to the \(object.colour.name) object?", nearest.colour.name, also: [nearest])
         }
-        let furthestShape = objects.map { object in
+        let furthestShape = related.map { object in
             let furthest = furthest(from: object)
             return about(object, "furthest_shape", "What is the shape of the object furthest from the \(object.colour.name) object?", furthest.shape.rawValue, also: [furthest])
         }
@@ -183,10 +194,13 @@ public struct Scene: Sendable {
         }.joined(separator: ", ")
     }
 
-    /// Image `index` of the scenes data set generated with `seed`, with `questionsPerImage` questions.
-    public static func generatedImage(seed: UInt32, index: UInt32, questionsPerImage: Int) throws(TaskDataError) -> GeneratedImage {
+    /// Image `index` of the scenes data set generated with `seed`, with `questionsPerImage`
+    /// questions, of `objectCount` objects.
+    public static func generatedImage(
+        seed: UInt32, index: UInt32, questionsPerImage: Int, objectCount: Int = SceneColour.palette.count
+    ) throws(TaskDataError) -> GeneratedImage {
         var generator = imageGenerator(seed: seed, index: index)
-        let scene = Scene.random(using: &generator)
+        let scene = Scene.random(objectCount: objectCount, using: &generator)
         let questions = try pickQuestions(from: scene.questionsByType, count: questionsPerImage, using: &generator)
         return GeneratedImage(
             name: imageName("scene", seed: seed, index: index), image: scene.image, questions: questions,

@@ -52,6 +52,20 @@ public struct InitializationRules: Equatable, Sendable {
         case normal(std: Double)
         case ones
         case zeros
+        /// A 2-D sine-cosine table as MAE's (He et al. 2022, `get_2d_sincos_pos_embed`): for a
+        /// `side × side` patch grid in row-major order, the first half of each entry encodes the
+        /// patch's row and the second half its column, each as [sin(p·ω), cos(p·ω)] with
+        /// ω_k = 10000^(−k / (d/4)), k < d/4; the class token's entry is 0.
+        case sineCosine2D(side: Int)
+    }
+
+    /// How the vision tower's position embedding starts: transformers' normal(0, 0.02), or MAE's
+    /// 2-D sine-cosine table. A tower trained from scratch on a few thousand images learns from
+    /// the table where each patch is at once; from noise 14 times smaller than the patch content
+    /// it had not learned left from right in 750 steps (models/README.md).
+    public enum VisionPositions: String, CaseIterable, Sendable {
+        case normal
+        case sincos
     }
 
     public var textInitializerRange: Double = 0.02
@@ -61,6 +75,9 @@ public struct InitializationRules: Equatable, Sendable {
     public var visionHidden: Int = 768
     public var visionLayers: Int = 12
     public var layout: LlavaLayout = .hub
+    public var visionPositions: VisionPositions = .normal
+    /// Patches per side of the vision tower's grid (image_size / patch_size).
+    public var visionGridSide: Int = 24
 
     public init() {}
 
@@ -81,6 +98,7 @@ public struct InitializationRules: Equatable, Sendable {
         visionInitializerFactor = try positive(vision, "initializer_factor", "vision_config.initializer_factor", default: 1)!
         visionHidden = configuration.visionConfig.hiddenSize
         visionLayers = configuration.visionConfig.numHiddenLayers
+        visionGridSide = configuration.visionConfig.imageSize / configuration.visionConfig.patchSize
     }
 
     /// The rule of the tensor `name` (hub layout), or nil when there is none.
@@ -91,6 +109,7 @@ public struct InitializationRules: Equatable, Sendable {
             let d = Double(visionHidden), factor = visionInitializerFactor
             let inProjection = pow(d, -0.5) * pow(2 * Double(visionLayers), -0.5) * factor
             if local == "embeddings.class_embedding" { return .normal(std: pow(d, -0.5) * factor) }
+            if local == "embeddings.position_embedding.weight" && visionPositions == .sincos { return .sineCosine2D(side: visionGridSide) }
             if local == "embeddings.patch_embedding.weight" || local == "embeddings.position_embedding.weight" {
                 return .normal(std: visionInitializerRange * factor)
             }
@@ -155,6 +174,8 @@ public final class InitializingWeightSource: WeightSource {
         case let .normal(std):
             var generator = SplitMix64(seed: Self.streamSeed(seed: seed, name: name))
             Self.fillNormal(tensor.buffer, std: std, generator: &generator)
+        case let .sineCosine2D(side):
+            Self.fillSineCosine2D(tensor.buffer, side: side, width: shape[1])
         }
         tensors[name] = tensor
         return tensor
@@ -169,6 +190,22 @@ public final class InitializingWeightSource: WeightSource {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
         return hash ^ (seed &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// `values`: (1 + side², width), row-major; width divisible by 4.
+    static func fillSineCosine2D(_ values: UnsafeMutableBufferPointer<Float>, side: Int, width: Int) {
+        let quarter = width / 4
+        values.update(repeating: 0)
+        for patch in 0..<(side * side) {
+            let row = values.baseAddress! + (1 + patch) * width  // (width): the patch's row
+            for (half, position) in [patch / side, patch % side].enumerated() {
+                for k in 0..<quarter {
+                    let angle = Double(position) * pow(10000, -Double(k) / Double(quarter))
+                    row[half * 2 * quarter + k] = Float(sin(angle))
+                    row[half * 2 * quarter + quarter + k] = Float(cos(angle))
+                }
+            }
+        }
     }
 
     /// Box–Muller: two uniforms u1 ∈ (0, 1], u2 ∈ [0, 1) (53-bit) give two independent normals
@@ -197,7 +234,9 @@ public enum ModelInitialization {
     }
 
     /// Parses and validates `data` (a llava-hf config.json) and creates its tensors.
-    public static func initialize(configuration data: Data, file: String, seed: UInt64, dtype: String = "float32") throws -> Result {
+    public static func initialize(
+        configuration data: Data, file: String, seed: UInt64, dtype: String = "float32", visionPositions: InitializationRules.VisionPositions = .normal
+    ) throws -> Result {
         guard case let .llava(configuration) = try ModelConfiguration.parse(data, file: file) else {
             let modelType = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["model_type"] as? String ?? "absent"
             throw InitializationError.notLlava(file: file, modelType: modelType)
@@ -206,7 +245,12 @@ public enum ModelInitialization {
         guard var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ConfigurationError.invalidJSON(file: file, detail: "config.json is not an object")
         }
-        let rules = try InitializationRules(configuration: configuration, json: json, file: file)
+        var rules = try InitializationRules(configuration: configuration, json: json, file: file)
+        rules.visionPositions = visionPositions
+        if visionPositions == .sincos && (configuration.visionConfig.hiddenSize % 4 != 0) {
+            throw ConfigurationError.invalidValue(
+                file: file, key: "vision_config.hidden_size", reason: "must be divisible by 4 for sine-cosine positions, found \(configuration.visionConfig.hiddenSize)")
+        }
         let layout = LlavaLayout.hub
         let head = layout.language.lmHeadPrefix + "weight"
         let source = InitializingWeightSource(
@@ -272,7 +316,10 @@ public enum ModelInitialization {
     /// tokenizer folder's, resized, when it has one; else CLIP's).
     /// `output` must be absent or empty.
     @discardableResult
-    public static func write(configuration configurationURL: URL, tokenizer: URL, output: URL, seed: UInt64, dtype: String = "float32") throws -> Result {
+    public static func write(
+        configuration configurationURL: URL, tokenizer: URL, output: URL, seed: UInt64, dtype: String = "float32",
+        visionPositions: InitializationRules.VisionPositions = .normal
+    ) throws -> Result {
         let manager = FileManager.default
         if let contents = try? manager.contentsOfDirectory(atPath: output.path), !contents.isEmpty {
             throw InitializationError.outputNotEmpty(directory: output.path)
@@ -294,7 +341,7 @@ public enum ModelInitialization {
         case "bfloat16": storage = .bfloat16
         default: throw InitializationError.unsupportedDType(dtype)
         }
-        let result = try initialize(configuration: data, file: configurationURL.path, seed: seed, dtype: dtype)
+        let result = try initialize(configuration: data, file: configurationURL.path, seed: seed, dtype: dtype, visionPositions: visionPositions)
         let tokenizerFile = tokenizer.appendingPathComponent("tokenizer.json")
         let loadedTokenizer = try Tokenizer(tokenizerJSON: tokenizerFile)
         let imageTokenIndex = result.configuration.imageTokenIndex, vocabularySize = result.configuration.textConfig.vocabSize

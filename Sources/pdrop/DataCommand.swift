@@ -53,9 +53,18 @@ struct ScenesDataCommand: ParsableCommand {
 
     @OptionGroup var options: DataOutputOptions
 
+    @Option(help: "Objects per scene (1 to 6; fewer than 6 take that many random colours): fewer, easier scenes make a curriculum.")
+    var objects: Int = 6
+
+    func validate() throws {
+        if !(1...6).contains(objects) { throw ValidationError("--objects must be between 1 and 6, not \(objects)") }
+    }
+
     func run() throws {
         try failing {
-            try options.write { index in try Scene.generatedImage(seed: options.seed, index: index, questionsPerImage: options.questionsPerImage) }
+            try options.write { index in
+                try Scene.generatedImage(seed: options.seed, index: index, questionsPerImage: options.questionsPerImage, objectCount: objects)
+            }
         }
     }
 }

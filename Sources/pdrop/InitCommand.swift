@@ -30,7 +30,13 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Stored type of the weights: float32 or bfloat16.")
     var dtype: String = "float32"
 
+    @Option(help: "The vision tower's position embedding: normal (transformers' normal(0, 0.02)) or sincos (MAE's 2-D sine-cosine table, learnable; for training from scratch).")
+    var visionPositions: String = "normal"
+
     func validate() throws {
+        if InitializationRules.VisionPositions(rawValue: visionPositions) == nil {
+            throw ValidationError("--vision-positions must be normal or sincos, not \(visionPositions)")
+        }
         if !["float32", "bfloat16"].contains(dtype) { throw ValidationError("--dtype must be float32 or bfloat16, not \(dtype)") }
     }
 
@@ -38,7 +44,7 @@ struct InitCommand: ParsableCommand {
         try failing {
             let result = try ModelInitialization.write(
                 configuration: URL(fileURLWithPath: config), tokenizer: URL(fileURLWithPath: tokenizer), output: URL(fileURLWithPath: output),
-                seed: seed, dtype: dtype)
+                seed: seed, dtype: dtype, visionPositions: InitializationRules.VisionPositions(rawValue: visionPositions)!)
             let parameters = result.tensors.values.reduce(0) { $0 + $1.count }
             print("wrote \(result.tensors.count) tensors (\(parameters) parameters, \(dtype), seed \(seed)) to \(output)")
         }

@@ -36,4 +36,21 @@ import TestSupport
                                     "--mnist", "/nonexistent/mnist_5k.csv.gz"])
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/mnist_5k.csv.gz"))
     }
+
+    /// `--objects` (the curriculum's smaller scenes) and `pdrop init --vision-positions` refuse
+    /// values they do not know, naming the option.
+    @Test func objectCountsAndPositionTablesOutsideTheirRangeAreRefused() throws {
+        let directory = try makeTemporaryDirectory("data-cli-objects")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for count in ["0", "7"] {
+            let run = try runPDrop(["data", "scenes", "--count", "1", "--seed", "1", "--objects", count, "--output", directory.appendingPathComponent(count).path])
+            #expect(run.status != 0 && run.stderr.contains("--objects must be between 1 and 6"), "\(run.stderr)")
+        }
+        let one = try runPDrop(["data", "scenes", "--count", "2", "--seed", "1", "--objects", "1", "--questions-per-image", "7",
+                                "--output", directory.appendingPathComponent("one").path])
+        #expect(one.status == 0, "\(one.stderr)")
+        let initRun = try runPDrop(["init", "--config", "x.json", "--tokenizer", "t", "--output", directory.appendingPathComponent("m").path,
+                                 "--vision-positions", "learned"])
+        #expect(initRun.status != 0 && initRun.stderr.contains("--vision-positions must be normal or sincos"), "\(initRun.stderr)")
+    }
 }

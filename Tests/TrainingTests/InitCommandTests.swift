@@ -100,6 +100,8 @@ import Training
             case .zeros:
                 zerosCount += 1
                 #expect(tensor.buffer.allSatisfy { $0 == 0 }, "\(name)")
+            case .sineCosine2D:
+                Issue.record("\(name): a sine-cosine table without --vision-positions sincos")
             case let .normal(std):
                 normalCount += 1
                 let (mean, sample) = Self.moments(tensor)
@@ -128,6 +130,43 @@ import Training
         let position = Self.moments(result.tensors["vision_tower.vision_model.embeddings.position_embedding.weight"]!).std
         #expect(abs(position - 0.04) < 0.003)
         #expect(abs(Self.moments(result.tensors["language_model.model.embed_tokens.weight"]!).std - 0.02) < 0.0002)
+    }
+
+    /// `--vision-positions sincos`: the position embedding is the 2-D sine-cosine table (values
+    /// from Python's math for a 4 × 4 grid, width 64, so ω_k = 10000^(−k/16)); every other
+    /// tensor is the one the normal initialisation gives with the same seed.
+    @Test func sineCosinePositionsAreTheTableAndChangeNothingElse() throws {
+        let normal = try ModelInitialization.initialize(configuration: try Self.configuration(), file: "config.json", seed: 3)
+        let table = try ModelInitialization.initialize(configuration: try Self.configuration(), file: "config.json", seed: 3, visionPositions: .sincos)
+        let name = "vision_tower.vision_model.embeddings.position_embedding.weight"
+        #expect(Set(normal.tensors.keys) == Set(table.tensors.keys))
+        for (key, tensor) in normal.tensors where key != name {
+            #expect(tensor.buffer.elementsEqual(table.tensors[key]!.buffer), "\(key)")
+        }
+        let positions = try #require(table.tensors[name])
+        #expect(positions.shape == [17, 64])
+        #expect((0..<64).allSatisfy { positions[$0] == 0 }, "the class token's entry")
+        // Patch 6 is row 1, column 2; patch 15 is row 3, column 3.
+        func entry(_ patch: Int, _ column: Int) -> Double { Double(positions[(1 + patch) * 64 + column]) }
+        let expected: [(patch: Int, column: Int, value: Double)] = [
+            (6, 0, 0.8414709848078965), (6, 16, 0.5403023058681398), (6, 32, 0.9092974268256817), (6, 48, -0.4161468365471424),
+            (6, 1, 0.5331684399140229), (6, 53, 0.9936821085360512), (15, 47, 0.0005334837977063175), (0, 16, 1), (0, 0, 0),
+        ]
+        for (patch, column, value) in expected {
+            #expect(abs(entry(patch, column) - value) < 1e-7, "patch \(patch) column \(column): \(entry(patch, column)) vs \(value)")
+        }
+        let odd = try Self.configuration {
+            var vision = $0["vision_config"] as! [String: Any]
+            vision["hidden_size"] = 70
+            vision["num_attention_heads"] = 5
+            $0["vision_config"] = vision
+        }
+        do {
+            _ = try ModelInitialization.initialize(configuration: odd, file: "config.json", seed: 0, visionPositions: .sincos)
+            Issue.record("a width of 70 was accepted for a sine-cosine table")
+        } catch {
+            #expect(String(describing: error).contains("vision_config.hidden_size") && String(describing: error).contains("divisible by 4"), "\(error)")
+        }
     }
 
     @Test func badConfigurationsAndAnOccupiedOutputAreErrors() throws {
