@@ -9,14 +9,14 @@ import TokenReduction
 /// A regression guard on the committed task model (models/README.md): on a fixed sample of
 /// scenes it was never trained on (seed 5151; training used seed 1, the held-out split 101), it
 /// must answer as many questions right as when it was committed, no more and no fewer. The
-/// figures are what the committed model scored on this machine (release build; the model has not
-/// learned to use the image, so they are low, and PyramidDrop's answers run on past the word);
+/// figures are what the committed model scored on this machine (release build; the model reads
+/// only an object's row, and answers a first turn with description-like text, so they are low);
 /// greedy answers are deterministic, so the guard allows one answer of slack either way for
 /// another CPU's or build's rounding.
 @Suite struct TaskModelTests {
     static let model = Fixtures.repositoryRoot.appendingPathComponent("models/llava-task-7m")
     /// Right answers out of 40 recorded at commit time: no reduction, PyramidDrop's default.
-    static let recorded = (none: 6, pdrop: 0)
+    static let recorded = (none: 9, pdrop: 4)
 
     @Test func theCommittedModelStillAnswersHeldOutScenes() throws {
         let directory = try makeTemporaryDirectory("task-model")
