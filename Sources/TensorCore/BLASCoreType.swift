@@ -36,6 +36,9 @@ public enum BLASCoreType {
     /// it is set already (the user's choice wins) or OpenBLAS's own choice stands.
     public static func coreTypeToRequest(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         if environment["OPENBLAS_CORETYPE"] != nil { return nil }
-        return better(than: current, cpuFlags: cpuFlags())
+        // /proc/cpuinfo is read only when OpenBLAS fell back to a generic family.
+        let chosen = current
+        guard genericFamilies.contains(chosen) else { return nil }
+        return better(than: chosen, cpuFlags: cpuFlags())
     }
 }
