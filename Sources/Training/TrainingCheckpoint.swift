@@ -82,7 +82,8 @@ public enum TrainingCheckpoint {
 
     /// The directory `--output` names, checked before anything is loaded or written: not empty,
     /// symlinks resolved (so a link to the input is the input), not the input unless resuming in
-    /// place, and either new, empty or a checkpoint of `pdrop train` (a save replaces it).
+    /// place, and either new, empty, a checkpoint of `pdrop train` (a save replaces it) or what a
+    /// run stopped before its first save leaves (its log alone, which the new run starts afresh).
     public static func outputDirectory(_ path: String, input: URL, resumingInPlaceAllowed: Bool) throws -> URL {
         if path.trimmingCharacters(in: .whitespaces).isEmpty {
             throw TrainingCheckpointError.unusableOutput(path: path, reason: "is empty; name a directory for the checkpoints")
@@ -99,7 +100,7 @@ public enum TrainingCheckpoint {
             throw TrainingCheckpointError.unusableOutput(path: path, reason: "is a file, not a directory")
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        if !entries.isEmpty && !entries.contains(stateFile) {
+        if !entries.isEmpty && !entries.contains(stateFile) && entries != [logFile] {
             throw TrainingCheckpointError.unusableOutput(
                 path: path, reason: "holds files but no \(stateFile), so it is not a checkpoint of `pdrop train`; choose a new or empty directory")
         }

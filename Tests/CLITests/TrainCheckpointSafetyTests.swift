@@ -201,6 +201,14 @@ import TestSupport
         #expect(foreign.status != 0 && foreign.stderr.contains("not a checkpoint of `pdrop train`"), "\(foreign.stderr)")
         #expect(FileManager.default.fileExists(atPath: notes.appendingPathComponent("todo.txt").path))
 
+        // A run stopped before its first save leaves only its log; a new run may start there.
+        let unsaved = directory.appendingPathComponent("unsaved")
+        try FileManager.default.createDirectory(at: unsaved, withIntermediateDirectories: true)
+        try Data("{\"step\": 1, \"loss\": 9.0}\n".utf8).write(to: unsaved.appendingPathComponent("training_log.jsonl"))
+        let restarted = try runPDrop(self.arguments(data: data, output: unsaved, steps: 1))
+        #expect(restarted.status == 0, "\(restarted.stderr)")
+        #expect(logSteps(unsaved).map(\.step) == [1] && logSteps(unsaved).first?.loss != 9.0, "\(logSteps(unsaved))")
+
         // A file the user put in a checkpoint survives the saves that replace the checkpoint.
         try Data("mine".utf8).write(to: output.appendingPathComponent("eval-notes.txt"))
         let resumed = try runPDrop(self.arguments(data: data, output: output, steps: 3, resume: true))
