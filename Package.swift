@@ -13,6 +13,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -50,9 +52,16 @@ let package = Package(
         .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         // Generated visual question-answering data (scenes, MNIST digit grids) with per-question patches.
         .target(name: "TaskData", dependencies: ["FileAccess", "Vision", "TensorCore", "CZlib"]),
+        // `pdrop serve`: OpenAI's chat-completions protocol over HTTP (Hummingbird), batched
+        // decoding of concurrent requests, Prometheus metrics.
+        .target(
+            name: "Serving",
+            dependencies: ["Engine", "Models", "TensorCore", "TokenReduction", "Vision",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]),
         .executableTarget(
             name: "pdrop",
-            dependencies: ["FileAccess", "Engine", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FileAccess", "Engine", "Serving", "Models", "Training", "Benchmarks", "Evaluation", "TaskData", "Vision", "TensorCore", "TokenReduction", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // One function per parser of untrusted files, for the fuzzer and the corpus-replay tests.
         .target(name: "FuzzHarness", dependencies: ["Engine", "Models", "SafeTensors", "TensorCore", "Tokenizer", "Training", "Vision"]),
         .executableTarget(name: "pdrop-fuzz", dependencies: ["FuzzHarness"], path: "Sources/Fuzz"),
@@ -70,6 +79,9 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Models", "TestSupport", "Vision"]),
         .testTarget(name: "TaskDataTests", dependencies: ["TaskData", "Vision", "TensorCore", "Evaluation", "Engine", "Models", "TokenReduction", "Training", "TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzHarness"]),
+        .testTarget(
+            name: "ServingTests",
+            dependencies: ["Serving", "Engine", "Models", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "SafeTensors", "TensorCore", "pdrop"]),
     ],
     swiftLanguageModes: [.v5]

@@ -35,6 +35,11 @@ public struct ConversationTemplate: Equatable, Sendable {
 
     public static let all = [llava15, vicunaV1]
 
+    /// The same turns after `systemPrompt` (a chat request's system message).
+    public func replacingSystemPrompt(_ systemPrompt: String) -> ConversationTemplate {
+        ConversationTemplate(name: name, systemPrompt: systemPrompt)
+    }
+
     /// The template called `name` ("llava_1.5" or "vicuna_v1"), nil if there is none.
     public static func named(_ name: String) -> ConversationTemplate? { all.first { $0.name == name } }
 

@@ -60,7 +60,7 @@ public final class CancellationFlag: @unchecked Sendable {
 }
 
 /// What a generation run did, with its timings.
-public struct GenerationResult: Equatable {
+public struct GenerationResult: Equatable, Sendable {
     /// The generated token ids, in order.
     public var tokens: [Int] = []
     /// Their text (without a stop string that ended it), when there is a tokenizer.
@@ -78,6 +78,8 @@ public struct GenerationResult: Equatable {
     public var keyValueCacheBytes = 0
     /// Seconds of the prefill spent ranking image tokens.
     public var rankingSeconds: Double = 0
+
+    public init(promptTokens: Int) { self.promptTokens = promptTokens }
 
     public var stoppedAtEndOfSequence: Bool { stopReason == .endOfSequence }
 
@@ -108,6 +110,99 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// The per-sequence side of a generation: how many tokens it may produce, picking each from
+/// its logits, streaming text as it becomes final, stop strings, end of sequence and
+/// cancellation, and the result. `generate` drives one; a server's decode batch drives one per
+/// request, so both stop and stream exactly alike.
+public struct SequenceGeneration {
+    public let parameters: GenerationParameters
+    /// Tokens it will produce at most: `maxNewTokens`, or fewer where the context ends first.
+    public let tokenLimit: Int
+    /// Its timings, prefill figures and, once finished, tokens, text and stop reason.
+    public var result: GenerationResult
+    public private(set) var isFinished = false
+    private var sampler: TokenSampler
+    private var detokenizer: IncrementalDetokenizer?
+    private var stopMatcher: StopStringMatcher
+    private var text = ""
+    private let endOfSequence: Set<Int>
+    private let hasTokenizer: Bool
+
+    /// Checks the request against the decoder: a negative count, stop strings without a
+    /// tokenizer, a prompt that leaves no room in the context are errors.
+    public init(parameters: GenerationParameters, promptLength: Int, decoder: any LanguageDecoder, tokenizer: Tokenizer?) throws {
+        if parameters.maxNewTokens < 0 { throw GenerationError.negativeTokenCount(parameters.maxNewTokens) }
+        if !parameters.stopStrings.isEmpty && tokenizer == nil { throw GenerationError.stopStringsWithoutTokenizer }
+        // Prompt and generated tokens stay within the context, as transformers' max_length and
+        // llama.cpp's n_ctx keep them: at most `room` new tokens, whatever was asked.
+        let room = decoder.contextLength - promptLength
+        if room < 1 && parameters.maxNewTokens > 0 {
+            throw GenerationError.promptFillsContext(promptTokens: promptLength, context: decoder.contextLength)
+        }
+        self.parameters = parameters
+        tokenLimit = min(parameters.maxNewTokens, room)
+        sampler = try TokenSampler(parameters.sampling)
+        detokenizer = tokenizer.map { IncrementalDetokenizer(tokenizer: $0) }
+        stopMatcher = StopStringMatcher(stopStrings: parameters.stopStrings)
+        endOfSequence = decoder.endOfSequenceIds
+        hasTokenizer = tokenizer != nil
+        result = GenerationResult(promptTokens: promptLength)
+        if tokenLimit == 0 { finish(onEvent: nil) }
+    }
+
+    /// Picks the next token from `logits` (vocab,), streams its text to `onEvent`, and says
+    /// whether another decode step is wanted (false: finished, `result` is complete). A handler
+    /// returning `.stop` or a set `cancellation` ends it as cancelled.
+    public mutating func accept(
+        logits: UnsafeBufferPointer<Float>, cancellation: CancellationFlag? = nil,
+        onEvent: ((GenerationEvent) -> GenerationControl)? = nil
+    ) throws -> Bool {
+        precondition(!isFinished, "a finished generation was given logits")
+        // NaN weights would otherwise pick token 0 forever, or end at once with empty text.
+        guard logits.allSatisfy(\.isFinite) else { throw GenerationError.nonFiniteLogits(step: result.tokens.count) }
+        let next = sampler.next(logits: logits)
+        result.tokens.append(next)
+        let endsSequence = parameters.stopAtEndOfSequence && endOfSequence.contains(next)
+        let (emitted, matchedStop) = stopMatcher.feed(detokenizer?.append(next) ?? "")
+        text += emitted
+        let control = onEvent?(GenerationEvent(token: next, text: emitted)) ?? .continue
+        if matchedStop {
+            result.stopReason = .stopString
+        } else if endsSequence {
+            result.stopReason = .endOfSequence
+        } else if control == .stop || cancellation?.isCancelled == true {
+            result.stopReason = .cancelled
+        } else if result.tokens.count >= tokenLimit {
+            result.stopReason = tokenLimit < parameters.maxNewTokens ? .contextFull : .maxTokens
+        } else {
+            return true
+        }
+        finish(onEvent: onEvent)
+        return false
+    }
+
+    /// Ends it as cancelled before its next token (a request stopped between decode steps).
+    public mutating func cancel(onEvent: ((GenerationEvent) -> GenerationControl)? = nil) {
+        guard !isFinished else { return }
+        result.stopReason = .cancelled
+        finish(onEvent: onEvent)
+    }
+
+    /// Whatever stopping left unsaid: a held-back byte run, then text that might have begun a
+    /// stop string.
+    private mutating func finish(onEvent: ((GenerationEvent) -> GenerationControl)?) {
+        isFinished = true
+        if result.stopReason != .stopString, let last = result.tokens.last {
+            let (tail, matchedStop) = stopMatcher.feed(detokenizer?.finish() ?? "")
+            if matchedStop { result.stopReason = .stopString }
+            let held = tail + (matchedStop ? "" : stopMatcher.finish())
+            text += held
+            if !held.isEmpty { _ = onEvent?(GenerationEvent(token: last, text: held)) }
+        }
+        if hasTokenizer { result.text = text }
+    }
+}
+
 /// Generation with a KV cache from input embeddings promptEmbeddings(promptTokens, hidden) (text
 /// with image features merged in; used as the prefill's working buffer). `reducer` drops image
 /// tokens of `imageBlocks` during prefill; decode positions follow its position mode. Tokens are
@@ -119,69 +214,39 @@ public func generate(
     reducer: VisualTokenReducer = NoReduction(), parameters: GenerationParameters, tokenizer: Tokenizer? = nil,
     cancellation: CancellationFlag? = nil, onEvent: ((GenerationEvent) -> GenerationControl)? = nil
 ) throws -> GenerationResult {
-    if parameters.maxNewTokens < 0 { throw GenerationError.negativeTokenCount(parameters.maxNewTokens) }
-    if !parameters.stopStrings.isEmpty && tokenizer == nil { throw GenerationError.stopStringsWithoutTokenizer }
-    var sampler = try TokenSampler(parameters.sampling)
-    var detokenizer = tokenizer.map { IncrementalDetokenizer(tokenizer: $0) }
-    var stopMatcher = StopStringMatcher(stopStrings: parameters.stopStrings)
-    let clock = ContinuousClock()
     let promptLength = promptEmbeddings.size(0)
-    // Prompt and generated tokens stay within the context, as transformers' max_length and
-    // llama.cpp's n_ctx keep them: at most `room` new tokens, whatever was asked.
-    let room = decoder.contextLength - promptLength
-    if room < 1 && parameters.maxNewTokens > 0 {
-        throw GenerationError.promptFillsContext(promptTokens: promptLength, context: decoder.contextLength)
-    }
-    let newTokens = min(parameters.maxNewTokens, room)
-    let cache = decoder.makeCache(capacity: promptLength + newTokens)
-    var result = GenerationResult(promptTokens: promptLength)
-    var text = ""
+    var sequence = try SequenceGeneration(parameters: parameters, promptLength: promptLength, decoder: decoder, tokenizer: tokenizer)
+    let clock = ContinuousClock()
+    let cache = decoder.makeCache(capacity: promptLength + sequence.tokenLimit)
 
     let prefillStart = clock.now
     let prefill = decoder.prefill(embeddings: promptEmbeddings, imageBlocks: imageBlocks, reducer: reducer, cache: cache)
-    let lastRow = prefill.hidden.size(0) - 1
-    var logits = decoder.logits(prefill.hidden, rows: lastRow..<(lastRow + 1))  // (1, vocab)
-    result.prefillSeconds = (clock.now - prefillStart).inSeconds
-    result.keptImageTokens = prefill.keptImageTokens
-    result.tokensPerLayer = prefill.tokensPerLayer
-    result.rankingSeconds = prefill.rankingSeconds
-    result.lastPromptLogits = logits.toArray()
+    var logits = decoder.logits(prefill.hidden, rows: (prefill.hidden.size(0) - 1)..<prefill.hidden.size(0))  // (1, vocab)
+    sequence.result.record(prefill, seconds: (clock.now - prefillStart).inSeconds, lastPromptLogits: logits)
 
-    let endOfSequence = decoder.endOfSequenceIds
     let decodeStart = clock.now
-    while result.tokens.count < newTokens {
-        let next = try logits.withPointer { pointer in
-            let row = UnsafeBufferPointer(start: pointer, count: logits.count)
-            // NaN weights would otherwise pick token 0 forever, or end at once with empty text.
-            guard row.allSatisfy(\.isFinite) else { throw GenerationError.nonFiniteLogits(step: result.tokens.count) }
-            return sampler.next(logits: row)
+    while !sequence.isFinished {
+        let wantsMore = try logits.withPointer { pointer in
+            try sequence.accept(logits: UnsafeBufferPointer(start: pointer, count: logits.count), cancellation: cancellation, onEvent: onEvent)
         }
-        result.tokens.append(next)
-        let endsSequence = parameters.stopAtEndOfSequence && endOfSequence.contains(next)
-        let (emitted, matchedStop) = stopMatcher.feed(detokenizer?.append(next) ?? "")
-        text += emitted
-        let control = onEvent?(GenerationEvent(token: next, text: emitted)) ?? .continue
-        if matchedStop { result.stopReason = .stopString; break }
-        if endsSequence { result.stopReason = .endOfSequence; break }
-        if control == .stop || cancellation?.isCancelled == true { result.stopReason = .cancelled; break }
-        if result.tokens.count >= newTokens {
-            if newTokens < parameters.maxNewTokens { result.stopReason = .contextFull }
-            break
-        }
-        logits = try decoder.decodeStep(token: next, cache: cache, after: prefill, step: result.tokens.count - 1)
+        guard wantsMore else { break }
+        logits = try decoder.decodeStep(token: sequence.result.tokens.last!, cache: cache, after: prefill, step: sequence.result.tokens.count - 1)
     }
-    // Whatever stopping left unsaid: a held-back byte run, then text that might have begun a stop string.
-    if result.stopReason != .stopString, let last = result.tokens.last {
-        let (tail, matchedStop) = stopMatcher.feed(detokenizer?.finish() ?? "")
-        if matchedStop { result.stopReason = .stopString }
-        let held = tail + (matchedStop ? "" : stopMatcher.finish())
-        text += held
-        if !held.isEmpty { _ = onEvent?(GenerationEvent(token: last, text: held)) }
+    sequence.result.decodeSeconds = (clock.now - decodeStart).inSeconds
+    sequence.result.keyValueCacheBytes = cache.usedBytes
+    return sequence.result
+}
+
+extension GenerationResult {
+    /// Takes the prefill's figures: kept tokens, tokens per layer, ranking time, its wall time
+    /// and the logits (1, vocab) of the last prompt position.
+    public mutating func record(_ prefill: PrefillResult, seconds: Double, lastPromptLogits logits: Tensor) {
+        prefillSeconds = seconds
+        keptImageTokens = prefill.keptImageTokens
+        tokensPerLayer = prefill.tokensPerLayer
+        rankingSeconds = prefill.rankingSeconds
+        lastPromptLogits = logits.toArray()
     }
-    result.decodeSeconds = (clock.now - decodeStart).inSeconds
-    result.keyValueCacheBytes = cache.usedBytes
-    if tokenizer != nil { result.text = text }
-    return result
 }
 
 /// Greedy decoding of a prompt of token ids (no images).

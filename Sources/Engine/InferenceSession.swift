@@ -18,17 +18,18 @@ public enum ImageSource: Equatable, Sendable {
         }
     }
 
-    func decode() throws -> RGBImage {
+    func decode(_ options: ImageDecodingOptions) throws -> RGBImage {
         switch self {
-        case let .file(url): return try ImageDecoder.decode(contentsOf: url)
-        case let .bytes(data, name): return try ImageDecoder.decode([UInt8](data), file: name)
+        case let .file(url): return try ImageDecoder.decode(contentsOf: url, options: options)
+        case let .bytes(data, name): return try ImageDecoder.decode([UInt8](data), file: name, options: options)
         }
     }
 }
 
 /// One message of a chat request: text and images in order (OpenAI's content parts).
 public struct ChatMessage: Equatable, Sendable {
-    public enum Role: String, Sendable { case user, assistant }
+    /// `system`: text before the conversation, in place of the template's own system prompt.
+    public enum Role: String, Sendable { case system, user, assistant }
     public enum Part: Equatable, Sendable {
         case text(String)
         case image(ImageSource)
@@ -77,6 +78,8 @@ public final class InferenceSession {
     /// nil for a text-only checkpoint.
     public let imageProcessor: (any ImageProcessing)?
     public let template: ConversationTemplate
+    /// How request images are decoded (a server lowers the pixel limit).
+    public var imageDecoding = ImageDecodingOptions()
 
     public var decoder: any LanguageDecoder { loaded.decoder }
     public var visionLanguageModel: (any VisionLanguageModel)? { loaded.visionLanguageModel }
@@ -128,7 +131,7 @@ public final class InferenceSession {
 
     /// An image made ready for the vision tower by the family's processor.
     public func imageInput(_ source: ImageSource) throws -> ImageInput {
-        try requireVision().processor.prepare(try source.decode(), source: source.name)
+        try requireVision().processor.prepare(try source.decode(imageDecoding), source: source.name)
     }
 
     public func imageInput(imageFile: URL) throws -> ImageInput { try imageInput(.file(imageFile)) }
@@ -169,7 +172,12 @@ public final class InferenceSession {
     /// The text and images of chat messages under the session's template.
     public func render(_ messages: [ChatMessage]) -> (text: String, images: [ImageSource]) {
         var images: [ImageSource] = []
-        let turns = messages.map { message -> ConversationTurn in
+        let system = messages.filter { $0.role == .system }.flatMap(\.parts).compactMap { part -> String? in
+            if case let .text(value) = part { return value }
+            return nil
+        }
+        let template = system.isEmpty ? template : template.replacingSystemPrompt(system.joined(separator: " "))
+        let turns = messages.filter { $0.role != .system }.map { message -> ConversationTurn in
             var placeholders = "", text: [String] = []
             for part in message.parts {
                 switch part {
@@ -267,7 +275,7 @@ public final class InferenceSession {
     public func saveKeptPicture(images: [ImageSource], keptImageTokens: KeptImageTokens, to path: String) throws {
         let processor = try requireVision().processor
         let rows = try images.enumerated().map { index, source in
-            guard let (view, patchesPerSide) = try processor.keptTokenView(try source.decode()) else {
+            guard let (view, patchesPerSide) = try processor.keptTokenView(try source.decode(imageDecoding)) else {
                 throw PipelineError.keptPictureNeedsSingleTile(directory: directory.path)
             }
             return KeptTokensPicture.render(

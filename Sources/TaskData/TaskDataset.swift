@@ -118,7 +118,10 @@ func pickQuestions(from groups: [[GeneratedQuestion]], count: Int, using generat
 ///
 /// - `images/<name>.png`;
 /// - `train.json`: LLaVA conversation JSON, one multi-turn record per image, the first human
-///   turn starting with `<image>\n`: the image's description (when it has one), then its questions;
+///   turn starting with `<image>\n`: the image's questions, then its description (when it has
+///   one). Evaluation asks each question as the first turn, so training does too: a description
+///   first would let later answers be copied from its text and teach the model to open with a
+///   description;
 /// - `questions.jsonl`: LLaVA's question jsonl (`question_id`, `image`, `text`, `category`), what
 ///   `pdrop eval run` reads. The text is the training turn's, without LLaVA's "Answer the
 ///   question using a single word or phrase." suffix: the task's answers are one word by
@@ -159,10 +162,6 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
         let imageFile = generated.name + ".png"
         try PNGEncoder.write(generated.image, to: imagesDirectory.appendingPathComponent(imageFile))
         var turns: [Turn] = []
-        if let description = generated.description {
-            turns.append(Turn(from: "human", value: "<image>\n" + description.request))
-            turns.append(Turn(from: "gpt", value: description.answer))
-        }
         for question in generated.questions {
             turns.append(Turn(from: "human", value: (turns.isEmpty ? "<image>\n" : "") + question.text))
             turns.append(Turn(from: "gpt", value: question.answer))
@@ -170,6 +169,12 @@ public func writeTaskDataset(count: Int, to directory: URL, makeImage: (Int) thr
             answers.append("\"\(questionId)\":" + (try json(Answer(question: question.text, answer: question.answer, type: question.category, imageId: generated.name))))
             patchLines.append(try json(PatchLine(questionId: questionId, patchSize: patchSize, grid: patchGridSide, patches: question.patches)))
             questionId += 1
+        }
+        // Last, so that every question is answered from the pixels as at test time (first turn,
+        // no text to copy from) and the description adds every object's attributes to the loss.
+        if let description = generated.description {
+            turns.append(Turn(from: "human", value: (turns.isEmpty ? "<image>\n" : "") + description.request))
+            turns.append(Turn(from: "gpt", value: description.answer))
         }
         trainingRecords.append(try json(TrainingRecord(id: generated.name, image: imageFile, conversations: turns)))
     }

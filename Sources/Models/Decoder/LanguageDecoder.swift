@@ -35,6 +35,11 @@ public protocol LanguageDecoder: AnyObject {
     /// Runs decoder layer `index` in place on hidden(tokens, hidden) at `positions`, appending the
     /// tokens' keys and values to `cache` (which holds the earlier tokens this layer has seen).
     func runLayer(_ index: Int, hidden: Tensor, positions: Positions, cache: LayerKVCache)
+    /// Runs decoder layer `index` in place on one new token of each of several sequences:
+    /// hidden(sequences, hidden), row s at position s of `positions`, its key and value appended
+    /// to `caches[s]` and attending over that cache only. Each weight is read once for all rows
+    /// (batched decoding: the decode step is bound by reading the weights).
+    func runLayer(_ index: Int, hidden: Tensor, positions: Positions, caches: [LayerKVCache])
     /// Attention (tokens,) that each row of input(tokens, hidden) receives from `queryRows`
     /// under layer `index`'s input norm and query/key projections, causal, averaged over heads
     /// and query rows: what PyramidDrop and FastV rank image tokens by.

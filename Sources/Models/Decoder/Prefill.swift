@@ -64,12 +64,40 @@ extension LanguageDecoder {
     /// (reindex: the layer's cache length; preserve: the continuation position + `step`).
     /// Returns logits (1, vocab).
     public func decodeStep(token: Int, cache: KVCache, after prefill: PrefillResult, step: Int) throws -> Tensor {
-        let hidden = try embed([token])  // (1, hidden)
-        let template = prefill.positions
+        try decodeStep([DecodingSequence(token: token, cache: cache, prefill: prefill, step: step)])
+    }
+
+    /// One decode step of several sequences at once, each with its own pyramid cache, lengths
+    /// and positions (see the single-sequence `decodeStep`): every weight is read once for all.
+    /// Returns logits (sequences, vocab), row s for `sequences[s]`; each row equals what that
+    /// sequence's own decode step gives.
+    public func decodeStep(_ sequences: [DecodingSequence]) throws -> Tensor {
+        let hidden = try embed(sequences.map(\.token))  // (sequences, hidden)
         for layer in 0..<layerCount {
-            let position = prefill.positionMode == .reindex ? cache.layers[layer].length : prefill.continuationPosition + step
-            runLayer(layer, hidden: hidden, positions: template.token(at: position), cache: cache.layers[layer])
+            let caches = sequences.map { $0.cache.layers[layer] }
+            let rows = sequences.map { sequence in
+                sequence.prefill.positions.token(at: sequence.prefill.positionMode == .reindex
+                    ? sequence.cache.layers[layer].length : sequence.prefill.continuationPosition + sequence.step)
+            }
+            let positions = Positions(axes: (0..<rows[0].axes.count).map { axis in rows.map { $0.axes[axis][0] } })
+            runLayer(layer, hidden: hidden, positions: positions, caches: caches)
         }
-        return logits(hidden, rows: 0..<1)
+        return logits(hidden, rows: 0..<sequences.count)
+    }
+}
+
+/// One sequence's part of a decode step: the token it feeds, its cache, the prefill it continues
+/// and how many tokens it has decoded since (0 for the first decode step).
+public struct DecodingSequence {
+    public let token: Int
+    public let cache: KVCache
+    public let prefill: PrefillResult
+    public let step: Int
+
+    public init(token: Int, cache: KVCache, prefill: PrefillResult, step: Int) {
+        self.token = token
+        self.cache = cache
+        self.prefill = prefill
+        self.step = step
     }
 }

@@ -122,16 +122,33 @@ public final class LlamaModel: LanguageDecoder {
 
     /// The causal mask follows cache order.
     public func runLayer(_ index: Int, hidden: Tensor, positions: Positions, cache: LayerKVCache) {
-        let output = forwardKeepingActivations(layer: index, input: hidden, positions: positions, cache: cache).output
+        let output = forwardKeepingActivations(layer: index, input: hidden, positions: positions, attention: .cache(cache)).output
         hidden.pointer.update(from: output.pointer, count: hidden.count)
     }
 
+    /// Row s of hidden(sequences, hidden) is one new token of sequence s: the projections and the
+    /// MLP run on all rows at once (one read of each weight), attention per row over `caches[s]`.
+    public func runLayer(_ index: Int, hidden: Tensor, positions: Positions, caches: [LayerKVCache]) {
+        let output = forwardKeepingActivations(layer: index, input: hidden, positions: positions, attention: .rowPerCache(caches)).output
+        hidden.pointer.update(from: output.pointer, count: hidden.count)
+    }
+
+    /// What the tokens of a layer's input attend to.
+    public enum AttentionContext {
+        /// Causally to each other only (a training sample).
+        case causal
+        /// To everything `cache` holds and causally to each other; their keys and values are
+        /// appended to it (prefill, decode).
+        case cache(LayerKVCache)
+        /// Row s to everything `caches[s]` holds and to itself; its key and value are appended
+        /// there (a decode step of several sequences).
+        case rowPerCache([LayerKVCache])
+    }
+
     /// Decoder layer `index` on input(tokens, hidden): the output (tokens, hidden) and what the
-    /// backward needs. With a `cache` the tokens' keys and values are appended to it and the
-    /// tokens attend to everything it holds (prefill, decode); without one they attend causally
-    /// to each other only (a training sample).
+    /// backward needs; `attention` says what the tokens attend to.
     public func forwardKeepingActivations(
-        layer index: Int, input: Tensor, positions allPositions: Positions, cache: LayerKVCache? = nil
+        layer index: Int, input: Tensor, positions allPositions: Positions, attention context: AttentionContext = .causal
     ) -> (output: Tensor, activations: DecoderLayerActivations) {
         let layer = layers[index]
         let positions = allPositions.linear  // (tokens,)
@@ -147,17 +164,28 @@ public final class LlamaModel: LanguageDecoder {
         rotary.apply(queries.pointer, tokens: tokens, heads: heads, positions: positions)
         rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positions: positions)
         let attended = Tensor(shape: [tokens, heads * headDim])  // (tokens, heads·headDim)
-        if let cache {
+        switch context {
+        case .causal:
+            multiHeadAttention(
+                attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
+                queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
+            ) { $0 + 1 }
+        case let .cache(cache):
             let pastLength = cache.length
             cache.append(keys: keys.pointer, values: values.pointer, count: tokens)
             causalAttention(
                 attended.pointer, queries: queries.pointer, cache: cache, pastLength: pastLength, tokens: tokens,
                 heads: heads, keyValueHeads: keyValueHeads, headDim: headDim)
-        } else {
-            multiHeadAttention(
-                attended.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer,
-                queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
-            ) { $0 + 1 }
+        case let .rowPerCache(caches):
+            precondition(caches.count == tokens, "\(caches.count) caches for \(tokens) rows")
+            let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
+            for (row, cache) in caches.enumerated() {
+                let pastLength = cache.length
+                cache.append(keys: keys.pointer + row * keyValueWidth, values: values.pointer + row * keyValueWidth, count: 1)
+                causalAttention(
+                    attended.pointer + row * queryWidth, queries: queries.pointer + row * queryWidth, cache: cache,
+                    pastLength: pastLength, tokens: 1, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim)
+            }
         }
         let afterAttention = layer.outputProjection(attended)  // (tokens, hidden)
         addInPlace(afterAttention.pointer, input.pointer, count: afterAttention.count)
