@@ -204,7 +204,7 @@ func chatCompletion(_ request: Request, model: ServedModel, options: ServerOptio
         connection.cancelOnClose(handle)
         return try await respond(to: chat, handle: handle, connection: connection, options: options)
     } catch {
-        connection.stop()
+        await connection.stop()
         throw error
     }
 }
@@ -231,7 +231,7 @@ private func respond(to chat: ChatCompletionRequest, handle: JobHandle, connecti
             switch event {
             case let .text(piece): text += piece
             case let .finished(result):
-                connection.stop()
+                await connection.stop()
                 let completion = ChatCompletion(
                     id: id, created: created, model: options.modelName,
                     choices: [.init(message: .init(content: result.text ?? text), finishReason: finishReason(result.stopReason))],
@@ -258,30 +258,33 @@ private func respond(to chat: ChatCompletionRequest, handle: JobHandle, connecti
             return ByteBuffer(string: ChatCompletionChunk(
                 id: id, created: created, model: modelName, choices: choices, usage: usage, timings: timings).event)
         }
-        defer {
-            // A write that failed (the client went away) leaves the job running: stop it.
-            handle.cancel()
-            connection.stop()
-        }
-        try await writer.write(chunk(.init(role: "assistant", content: "")))
-        while let event = await events.next() {
-            switch event {
-            case let .text(piece):
-                try await writer.write(chunk(.init(role: nil, content: piece)))
-            case let .finished(result):
-                let timings = Timings(prefill: prefill, result: result)
-                try await writer.write(chunk(.init(role: nil, content: nil), finish: finishReason(result.stopReason), timings: timings))
-                if includeUsage {
-                    try await writer.write(chunk(nil, usage: Usage(promptTokens: prefill.promptTokens, completionTokens: result.tokens.count)))
+        do {
+            try await writer.write(chunk(.init(role: "assistant", content: "")))
+            while let event = await events.next() {
+                switch event {
+                case let .text(piece):
+                    try await writer.write(chunk(.init(role: nil, content: piece)))
+                case let .finished(result):
+                    let timings = Timings(prefill: prefill, result: result)
+                    try await writer.write(chunk(.init(role: nil, content: nil), finish: finishReason(result.stopReason), timings: timings))
+                    if includeUsage {
+                        try await writer.write(chunk(nil, usage: Usage(promptTokens: prefill.promptTokens, completionTokens: result.tokens.count)))
+                    }
+                case let .failed(error):
+                    // The headers are sent: the error goes in the stream, as OpenAI's does.
+                    try await writer.write(ByteBuffer(string: "data: " + String(decoding: apiError(error).json, as: UTF8.self) + "\n\n"))
+                case .prefilled:
+                    continue
                 }
-            case let .failed(error):
-                // The headers are sent: the error goes in the stream, as OpenAI's does.
-                try await writer.write(ByteBuffer(string: "data: " + String(decoding: apiError(error).json, as: UTF8.self) + "\n\n"))
-            case .prefilled:
-                continue
             }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+        } catch {
+            // A write failed: the client went away, and its job is stopped.
+            handle.cancel()
+            await connection.stop()
+            throw error
         }
-        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+        await connection.stop()
         try await writer.finish(nil)
     })
 }
@@ -294,32 +297,49 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
 
 /// Reads a request's body, then watches the connection until `stop()`: if the client closes its
 /// side first, the job given to `cancelOnClose` is cancelled (also when it closed before the job
-/// existed). Hummingbird's `consumeWithInboundCloseHandler` does the watching; the connection is
-/// closed after the response.
-final class ConnectionWatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var closed = false
-    private var handle: JobHandle?
+/// existed). Hummingbird's `consumeWithInboundCloseHandler` does the watching, on a task of its
+/// own; `stop()` waits for that task, since the server reads the connection again after the
+/// response (which then closes it) and two readers at once are not allowed.
+final class ConnectionWatch: Sendable {
+    /// Whether the client has closed, and the job to cancel when it does.
+    private final class ClosedState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var closed = false
+        private var handle: JobHandle?
+
+        func watch(_ job: JobHandle) {
+            let alreadyClosed = lock.withLock { handle = job; return closed }
+            if alreadyClosed { job.cancel() }
+        }
+
+        func clientClosed() { lock.withLock { closed = true; return handle }?.cancel() }
+    }
+
+    private let state = ClosedState()
     private let bodyStream: AsyncThrowingStream<ByteBuffer, any Error>
     private let done: AsyncStream<Void>.Continuation
+    private let watching: Task<Void, Never>
 
     init(_ requestBody: RequestBody, bodyLimit: Int) {
         let (bodyStream, bodyContinuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
         let (doneStream, done) = AsyncStream.makeStream(of: Void.self)
         self.bodyStream = bodyStream
         self.done = done
-        Task { [self] in
+        let state = self.state
+        watching = Task {
             do {
                 try await requestBody.consumeWithInboundCloseHandler({ body in
                     bodyContinuation.yield(try await body.collect(upTo: bodyLimit))
                     bodyContinuation.finish()
                     for await _ in doneStream {}
-                }, onInboundClosed: { self.clientClosed() })
+                }, onInboundClosed: { state.clientClosed() })
             } catch {
                 bodyContinuation.finish(throwing: error)
             }
         }
     }
+
+    deinit { done.finish() }
 
     /// The whole request body (throws the body's error, e.g. over the limit).
     func body() async throws -> ByteBuffer {
@@ -327,14 +347,11 @@ final class ConnectionWatch: @unchecked Sendable {
         throw APIError.badRequest("the request body ended early")
     }
 
-    func cancelOnClose(_ job: JobHandle) {
-        let alreadyClosed = lock.withLock { handle = job; return closed }
-        if alreadyClosed { job.cancel() }
-    }
+    func cancelOnClose(_ job: JobHandle) { state.watch(job) }
 
-    private func clientClosed() {
-        lock.withLock { closed = true; return handle }?.cancel()
+    /// Stops watching and waits until the watch no longer reads the connection.
+    func stop() async {
+        done.finish()
+        await watching.value
     }
-
-    func stop() { done.finish() }
 }
