@@ -9,7 +9,7 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz
+.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz serve-check serve-bench
 
 # The task model: a small LLaVA trained here on generated scenes and digit grids (models/README.md).
 TASK_MODEL = models/llava-task-7m
@@ -58,6 +58,18 @@ quality: build
 	$(PDROP) eval study --model $(TASK_MODEL) --pdrop-model $(TASK_WORK)/pdrop-step300 --plain-model $(TASK_WORK)/none-step300 \
 		--data $(TASK_WORK)/heldout --questions 600 --single-drop-questions 200 --answers $(TASK_WORK)/quality \
 		--output docs/QUALITY.md --figures docs/quality
+
+# `pdrop serve` with the official openai Python client: a chat with an image, streaming, the
+# extension fields, errors, each checked against `pdrop generate`. About a minute.
+serve-check: build
+	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
+	$(PYTHON) tools/serve/check_openai_client.py --pdrop $(PDROP)
+
+# docs/SERVING.md: `pdrop serve` under load (answers checked against serial runs, memory) and
+# batched decoding at 1/2/4/8 streams. About 10 minutes.
+serve-bench: build
+	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
+	$(PYTHON) tools/serve/load_test.py --pdrop $(PDROP) --bench-model .build/serve-bench-model --output docs/SERVING.md
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
 # and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.
