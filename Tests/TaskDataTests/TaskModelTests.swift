@@ -10,13 +10,13 @@ import TokenReduction
 /// scenes it was never trained on (seed 5151; training used seed 1, the held-out split 101), it
 /// must answer as many questions right as when it was committed, no more and no fewer. The
 /// figures are what the committed model scored on this machine (release build; the model reads
-/// only an object's row, and answers a first turn with description-like text, so they are low);
+/// an object's place and shape only partly, so they are well below the target);
 /// greedy answers are deterministic, so the guard allows one answer of slack either way for
 /// another CPU's or build's rounding.
 @Suite struct TaskModelTests {
     static let model = Fixtures.repositoryRoot.appendingPathComponent("models/llava-task-7m")
     /// Right answers out of 40 recorded at commit time: no reduction, PyramidDrop's default.
-    static let recorded = (none: 9, pdrop: 4)
+    static let recorded = (none: 18, pdrop: 17)
 
     @Test func theCommittedModelStillAnswersHeldOutScenes() throws {
         let directory = try makeTemporaryDirectory("task-model")
