@@ -45,12 +45,13 @@ final class PhaseLog: @unchecked Sendable {
     }
     var jobCount: Int { lock.withLock { phases.count } }
 
-    /// Waits (at most 30 s) until `condition` holds.
-    func wait(_ what: String, until condition: () -> Bool) throws {
-        let deadline = Date().addingTimeInterval(30)
+    /// Waits (at most 60 s) until `condition` holds, without holding a thread of Swift
+    /// concurrency's small pool (the server's handlers run there).
+    func wait(_ what: String, until condition: () -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(60)
         while !condition() {
             if Date() > deadline { throw TimeoutError(what: what) }
-            usleep(5_000)
+            try await Task.sleep(for: .milliseconds(5))
         }
     }
 }
@@ -60,9 +61,17 @@ struct TimeoutError: Error, CustomStringConvertible {
     var description: String { "timed out waiting for \(what)" }
 }
 
+/// Runs blocking `work` on a thread of its own: a test that blocked one of Swift concurrency's
+/// threads (as many as cores) could starve the server it talks to when the suite runs in parallel.
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: work()) }
+    }
+}
+
 /// An HTTP/1.1 exchange over a socket on loopback that the test can hang up at any moment
 /// (what a client that goes away does).
-final class RawConnection {
+final class RawConnection: @unchecked Sendable {
     private let socketDescriptor: Int32
 
     init(port: Int) throws {
@@ -90,7 +99,11 @@ final class RawConnection {
     }
 
     /// What arrives within `seconds` (at most 64 KiB).
-    func read(seconds: Double) -> String {
+    func read(seconds: Double) async -> String {
+        await offThePool { self.readBlocking(seconds: seconds) }
+    }
+
+    private func readBlocking(seconds: Double) -> String {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         var descriptor = pollfd(fd: socketDescriptor, events: Int16(POLLIN), revents: 0)
         guard poll(&descriptor, 1, Int32(seconds * 1000)) > 0 else { return "" }
@@ -179,22 +192,22 @@ final class RawConnection {
         try await withLiveServer { port, log, model in
             let connection = try RawConnection(port: port)
             connection.post(streaming ? Self.longStream : Self.long)
-            try log.wait("a job decoding") { log.job(in: .decoding) != nil }
+            try await log.wait("a job decoding") { log.job(in: .decoding) != nil }
             let id = try #require(log.job(in: .decoding))
             if streaming {
                 var received = ""
-                for _ in 0..<40 where !received.contains("chat.completion.chunk") { received += connection.read(seconds: 0.5) }
+                for _ in 0..<120 where !received.contains("chat.completion.chunk") { received += await connection.read(seconds: 0.5) }
                 #expect(received.hasPrefix("HTTP/1.1 200") && received.contains("chat.completion.chunk"), "\(received)")
             }
             connection.close()
-            try log.wait("the job to end") { log.phases(of: id).last == .finished }
+            try await log.wait("the job to end") { log.phases(of: id).last == .finished }
             #expect(metric("pdrop_requests_cancelled_total", model) == 1)
             #expect(metric("pdrop_generated_tokens_total", model) < 3000)
             // The slot is free: the next request runs to its end.
             let next = try RawConnection(port: port)
             next.post(ServerFixture.body(maxTokens: 2))
             var answer = ""
-            for _ in 0..<100 where !answer.contains("chat.completion\"") { answer += next.read(seconds: 0.5) }
+            for _ in 0..<200 where !answer.contains("chat.completion\"") { answer += await next.read(seconds: 0.5) }
             next.close()
             #expect(answer.hasPrefix("HTTP/1.1 200") && answer.contains("\"completion_tokens\":2"), "\(answer)")
         }
@@ -206,10 +219,10 @@ final class RawConnection {
             log.holdAtPrefill = true
             let connection = try RawConnection(port: port)
             connection.post(Self.longStream)
-            try log.wait("a job in prefill") { log.job(in: .prefilling) != nil }
+            try await log.wait("a job in prefill") { log.job(in: .prefilling) != nil }
             let held = try #require(log.job(in: .prefilling))
             connection.close()
-            try log.wait("the held job to end") { log.phases(of: held).last == .finished }
+            try await log.wait("the held job to end") { log.phases(of: held).last == .finished }
             #expect(log.phases(of: held) == [.queued, .preparing, .prefilling, .finished])
             #expect(metric("pdrop_prompt_tokens_total", model) == 0)
             log.holdAtPrefill = false
@@ -217,16 +230,16 @@ final class RawConnection {
             // Queued behind a long request in the only slot.
             let first = try RawConnection(port: port)
             first.post(Self.longStream)
-            try log.wait("the first job decoding") { log.job(in: .decoding) != nil }
+            try await log.wait("the first job decoding") { log.job(in: .decoding) != nil }
             let queued = try RawConnection(port: port)
             queued.post(Self.long)
-            try log.wait("a queued job") { log.job(in: .queued) != nil }
+            try await log.wait("a queued job") { log.job(in: .queued) != nil }
             let waiting = try #require(log.job(in: .queued))
             queued.close()
-            try log.wait("the queued job to end") { log.phases(of: waiting).last == .finished }
+            try await log.wait("the queued job to end") { log.phases(of: waiting).last == .finished }
             #expect(log.phases(of: waiting) == [.queued, .finished])
             first.close()
-            try log.wait("the first job to end") { log.job(in: .decoding) == nil }
+            try await log.wait("the first job to end") { log.job(in: .decoding) == nil }
             #expect(metric("pdrop_requests_cancelled_total", model) == 3)
         }
     }
@@ -235,18 +248,18 @@ final class RawConnection {
         try await withLiveServer(maxQueue: 1) { port, log, model in
             let first = try RawConnection(port: port)
             first.post(Self.longStream)
-            try log.wait("the first job decoding") { log.job(in: .decoding) != nil }
+            try await log.wait("the first job decoding") { log.job(in: .decoding) != nil }
             let second = try RawConnection(port: port)
             second.post(Self.long)
-            try log.wait("a queued job") { log.job(in: .queued) != nil }
+            try await log.wait("a queued job") { log.job(in: .queued) != nil }
             let third = try RawConnection(port: port)
             third.post(ServerFixture.body())
             var answer = ""
-            for _ in 0..<40 where !answer.contains("}}") { answer += third.read(seconds: 0.5) }
+            for _ in 0..<120 where !answer.contains("}}") { answer += await third.read(seconds: 0.5) }
             #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("\"code\":\"queue_full\""), "\(answer)")
             #expect(metric("pdrop_requests_rejected_total", model) == 1)
             for connection in [first, second, third] { connection.close() }
-            try log.wait("every job to end") { log.job(in: .decoding) == nil && log.job(in: .queued) == nil }
+            try await log.wait("every job to end") { log.job(in: .decoding) == nil && log.job(in: .queued) == nil }
         }
     }
 }
