@@ -56,7 +56,7 @@ let package = Package(
         // decoding of concurrent requests, Prometheus metrics.
         .target(
             name: "Serving",
-            dependencies: ["Engine", "Models", "TensorCore", "TokenReduction", "Vision",
+            dependencies: ["Engine", "FileAccess", "Models", "TensorCore", "TokenReduction", "Vision",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Prometheus", package: "swift-prometheus")]),
         .executableTarget(

@@ -31,9 +31,10 @@ public struct ReductionRequest: Equatable, Sendable {
     /// The reducer for a decoder of `decoder.layers` layers whose image blocks hold `imageTokens`
     /// tokens (nil: a prompt without images). Ratios given by hand that keep none of them are
     /// refused; a budget's solved schedule may keep none in its last stages (that is what a small
-    /// budget buys), so it is not.
+    /// budget buys), so it is not. A budget over a prompt without images has nothing to solve:
+    /// the kind's default setting stands in (it drops nothing, there being nothing to drop).
     public func makeReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
-        let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens ?? 1)
+        let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens)
         if let imageTokens, budget == nil {
             for (drop, layer) in reducer.dropLayers.enumerated() where reducer.keptCount(originalCount: imageTokens, afterDrop: drop) < 1 {
                 throw ReductionSettingError.invalid(
@@ -44,7 +45,7 @@ public struct ReductionRequest: Equatable, Sendable {
         return reducer
     }
 
-    private func makeUncheckedReducer(decoder: DecoderShape, imageTokens: Int) throws -> VisualTokenReducer {
+    private func makeUncheckedReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
         let scheduleFlags = layers != nil || ratios != nil || lambda != nil || stages != nil
         let fastVFlags = fastVLayer != nil || fastVRatio != nil
         switch kind {
@@ -63,7 +64,7 @@ public struct ReductionRequest: Equatable, Sendable {
                 throw ReductionSettingError.invalid("give either layers with ratios or λ with stages, not both")
             }
             let schedule: PyramidDropSchedule
-            if let budget {
+            if let budget, let imageTokens {
                 schedule = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).schedule
             } else if layers != nil || ratios != nil {
                 guard let layers, let ratios else { throw ReductionSettingError.invalid("a schedule's layers and ratios go together") }
@@ -80,7 +81,7 @@ public struct ReductionRequest: Equatable, Sendable {
             if randomSeed != nil { throw ReductionSettingError.invalid("a random seed needs the random reduction") }
             if budget != nil && fastVFlags { throw ReductionSettingError.invalid("give either a budget or a FastV layer and ratio, not both") }
             let setting: FastVSetting
-            if let budget {
+            if let budget, let imageTokens {
                 setting = try BudgetSolver.solve(budget, decoder: decoder, imageTokens: imageTokens).fastV
             } else {
                 setting = try FastVSetting(layer: fastVLayer ?? 2, dropRatio: fastVRatio ?? 0.5, layerCount: decoder.layers)

@@ -42,7 +42,9 @@ public func describeDecodingError(_ error: Error) -> String {
     // decoder's own error (thrown by an `init(from:)`) describes itself.
     guard let decodingError = error as? DecodingError else { return describeFoundationError(error) }
     func path(_ context: DecodingError.Context) -> String {
-        let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        let text = context.codingPath.reduce(into: "") { text, key in  // "messages[0].content"
+            if let index = key.intValue { text += "[\(index)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+        }
         return text.isEmpty ? "top level" : "'\(text)'"
     }
     switch decodingError {

@@ -1,4 +1,5 @@
 import Engine
+import FileAccess
 import Foundation
 import TokenReduction
 
@@ -128,7 +129,7 @@ extension ChatCompletionRequest {
         do {
             return try JSONDecoder().decode(ChatCompletionRequest.self, from: body)
         } catch let error as DecodingError {
-            throw .badRequest(describe(error))
+            throw .badRequest(describeDecodingError(error))
         } catch {
             throw .badRequest("the request body is not JSON: \(error.localizedDescription)")
         }
@@ -261,24 +262,5 @@ extension ChatCompletionRequest {
             throw .badRequest("\(field): remote image URLs are not fetched; send the image as a data: URL (base64)")
         }
         throw .badRequest("\(field): '\(url.prefix(40))' is neither a data: URL nor a file:// URL")
-    }
-}
-
-/// "messages[0].content: ..." from a decoding error.
-func describe(_ error: DecodingError) -> String {
-    func path(_ codingPath: [any CodingKey]) -> String {
-        var text = ""
-        for key in codingPath {
-            if let index = key.intValue { text += "[\(index)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
-        }
-        return text.isEmpty ? "the request body" : text
-    }
-    switch error {
-    case let .keyNotFound(key, context): return "\(path(context.codingPath + [key])): missing"
-    case let .typeMismatch(type, context): return "\(path(context.codingPath)): expected \(type)"
-    case let .valueNotFound(type, context): return "\(path(context.codingPath)): expected \(type), got null"
-    case let .dataCorrupted(context):
-        return context.codingPath.isEmpty ? "the request body is not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
-    @unknown default: return "\(error)"
     }
 }

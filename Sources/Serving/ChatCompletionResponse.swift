@@ -1,3 +1,4 @@
+import FileAccess
 import Engine
 import Foundation
 
@@ -41,7 +42,7 @@ public struct APIError: Error, Equatable, Sendable, CustomStringConvertible {
         let error: Inner
     }
 
-    public var json: Data { encodeJSON(Body(error: .init(message: message, type: type, code: code))) }
+    public var json: Data { responseJSON(Body(error: .init(message: message, type: type, code: code))) }
 }
 
 /// `usage` of a response.
@@ -150,15 +151,13 @@ struct ChatCompletionChunk: Encodable {
     let timings: Timings?
 
     /// A server-sent event: `data: {json}` and a blank line.
-    var event: String { "data: " + String(decoding: encodeJSON(self), as: UTF8.self) + "\n\n" }
+    var event: String { "data: " + String(decoding: responseJSON(self), as: UTF8.self) + "\n\n" }
 }
 
-/// JSON with sorted keys and unescaped slashes; encoding these types cannot fail.
-func encodeJSON<T: Encodable>(_ value: T) -> Data {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+/// A response body: `encodeJSON`, which cannot fail for these types.
+func responseJSON<T: Encodable>(_ value: T) -> Data {
     do {
-        return try encoder.encode(value)
+        return try encodeJSON(value)
     } catch {
         preconditionFailure("encoding \(T.self): \(error)")
     }

@@ -85,7 +85,7 @@ public func makeRouter(model: ServedModel, options: ServerOptions) -> Router<Bas
     router.add(middleware: APIErrorMiddleware(apiKey: options.apiKey))
     router.get("health") { _, _ -> Response in
         _ = try model.requireScheduler()
-        return jsonResponse(encodeJSON(["status": "ok"]))
+        return jsonResponse(responseJSON(["status": "ok"]))
     }
     router.get("metrics") { _, _ -> Response in
         if let scheduler = try? model.requireScheduler() { model.metrics.queueDepth(scheduler.load.queued) }
@@ -99,7 +99,7 @@ public func makeRouter(model: ServedModel, options: ServerOptions) -> Router<Bas
         let entry = ModelEntry(
             id: options.modelName, created: model.created, contextLength: scheduler.session.decoder.contextLength,
             inputModalities: modalities)
-        return jsonResponse(encodeJSON(ModelList(data: [entry])))
+        return jsonResponse(responseJSON(ModelList(data: [entry])))
     }
     router.post("v1/chat/completions") { request, _ -> Response in
         try await chatCompletion(request, model: model, options: options)
@@ -239,7 +239,7 @@ private func respond(to chat: ChatCompletionRequest, handle: JobHandle, connecti
                     choices: [.init(message: .init(content: result.text ?? text), finishReason: finishReason(result.stopReason))],
                     usage: Usage(promptTokens: prefill.promptTokens, completionTokens: result.tokens.count),
                     timings: Timings(prefill: prefill, result: result))
-                var response = jsonResponse(encodeJSON(completion))
+                var response = jsonResponse(responseJSON(completion))
                 response.headers[.connection] = "close"
                 return response
             case let .failed(error): throw apiError(error)

@@ -1,5 +1,8 @@
 import Engine
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Models
 import TensorCore
 import TokenReduction
@@ -105,6 +108,8 @@ public final class DecodeScheduler: @unchecked Sendable {
     private let metrics: ServerMetrics?
 
     private let condition = NSCondition()
+    /// How long the worker waits idle before returning freed memory to the system.
+    static let idleBeforeRelease: TimeInterval = 1
     // Guarded by `condition`.
     private var queue: [(handle: JobHandle, job: GenerationJob)] = []
     private var decodingCount = 0
@@ -198,11 +203,23 @@ public final class DecodeScheduler: @unchecked Sendable {
     // MARK: - The worker
 
     private func run() {
+        var memoryReleased = true  // since the last work
         while true {
             condition.lock()
             while !stopping && active.isEmpty && (queue.isEmpty || decodingCount >= slots) && !queue.contains(where: { $0.handle.isCancelled }) {
-                condition.wait()
+                if memoryReleased {
+                    condition.wait()
+                } else if !condition.wait(until: Date(timeIntervalSinceNow: Self.idleBeforeRelease)) && active.isEmpty && queue.isEmpty {
+                    // Idle a while: hand the freed caches and activations back to the system
+                    // (glibc keeps freed memory in its arenas), so an idle server returns to its
+                    // idle size. Not at once: a client's next request would fault them in again.
+                    condition.unlock()
+                    releaseFreedMemory()
+                    condition.lock()
+                    memoryReleased = true
+                }
             }
+            memoryReleased = false
             if stopping {
                 condition.unlock()
                 for sequence in active { sequence.handle.cancel() }
@@ -231,9 +248,9 @@ public final class DecodeScheduler: @unchecked Sendable {
     private func endBeforePrefill(_ handle: JobHandle, admitted: Bool) {
         var result = GenerationResult(promptTokens: 0)
         result.stopReason = .cancelled
+        metrics?.finished(result)  // counted before the client hears, so its next /metrics read sees it
         handle.continuation.yield(.finished(result))
         handle.continuation.finish()
-        metrics?.finished(result)
         if admitted { release(handle) } else { observer?(handle, .finished) }
     }
 
@@ -246,9 +263,9 @@ public final class DecodeScheduler: @unchecked Sendable {
     }
 
     private func fail(_ handle: JobHandle, _ error: any Error) {
+        metrics?.failed()
         handle.continuation.yield(.failed(error))
         handle.continuation.finish()
-        metrics?.failed()
         release(handle)
     }
 
@@ -278,8 +295,8 @@ public final class DecodeScheduler: @unchecked Sendable {
                 keptImageTokensPerDrop: prefill.keptImageTokens.map { $0.reduce(0) { $0 + $1.count } },
                 visionSeconds: prompt.visionSeconds, prefillSeconds: generation.result.prefillSeconds, prefillFLOPs: flops,
                 prefillFLOPsSaved: session.flops(prompt, reducer: NoReduction()).exactTotal - flops)
-            handle.continuation.yield(.prefilled(report))
             metrics?.prefilled(report)
+            handle.continuation.yield(.prefilled(report))
             var sequence = ActiveSequence(handle: handle, generation: generation, cache: cache, prefill: prefill, decodeStart: clock.now)
             if sequence.generation.isFinished {
                 finish(sequence)
@@ -312,9 +329,9 @@ public final class DecodeScheduler: @unchecked Sendable {
         var result = sequence.generation.result
         result.decodeSeconds = (clock.now - sequence.decodeStart).inSeconds
         result.keyValueCacheBytes = sequence.cache.usedBytes
+        metrics?.finished(result)  // counted before the client hears, so its next /metrics read sees it
         sequence.handle.continuation.yield(.finished(result))
         sequence.handle.continuation.finish()
-        metrics?.finished(result)
         release(sequence.handle)
     }
 
@@ -367,4 +384,15 @@ public final class DecodeScheduler: @unchecked Sendable {
             if !failed { finish(sequence) }
         }
     }
+}
+
+/// Returns the allocator's free memory to the system where the C library can: glibc's
+/// `malloc_trim(0)`, looked up at run time (Swift's Glibc module does not declare it).
+private func releaseFreedMemory() {
+    #if canImport(Glibc)
+    typealias MallocTrim = @convention(c) (Int) -> Int32
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
+    }
+    #endif
 }

@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Evaluation
 import Foundation
@@ -31,7 +32,7 @@ struct EvalScoreCommand: ParsableCommand {
             let report = try Scoring.score(chosen, questions: URL(fileURLWithPath: questions), answers: URL(fileURLWithPath: answers),
                                            annotations: annotations.map { URL(fileURLWithPath: $0) })
             if json {
-                print(try encodeJSON(report))
+                print(try encodeJSONText(report))
                 return
             }
             print("\(report.benchmark): \(String(format: "%.2f", report.score)) (\(report.questions) questions, \(report.unanswered) unanswered)")

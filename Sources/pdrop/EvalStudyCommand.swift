@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Engine
 import Evaluation
@@ -120,7 +121,7 @@ struct EvalStudyCommand: ParsableCommand {
                 costPlotFile: link("accuracy-vs-flops.png"), singleDropPlotFile: link("single-drop-by-layer.png"),
                 command: "pdrop eval study --model \(model) --pdrop-model \(pdropModel) --plain-model \(plainModel) --data \(self.data)")
             try Data(markdown.utf8).write(to: URL(fileURLWithPath: output))
-            try Data(try encodeJSON(findings).utf8).write(to: figuresDirectory.appendingPathComponent("quality.json"))
+            try Data(try encodeJSONText(findings).utf8).write(to: figuresDirectory.appendingPathComponent("quality.json"))
             for verdict in findings.hypotheses() { print("- " + verdict) }
             log("wrote \(output), \(figures)/quality.json and the figures")
         }

@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Benchmarks
 import Engine
@@ -33,7 +34,7 @@ struct FLOPsCommand: ParsableCommand {
                 textTokens: textTokens, imageBlockSizes: [preset.imageTokens], reducer: reducer)
             if json {
                 struct Output: Encodable { let preset: String; let reduction: String; let imageTokens: Int; let textTokens: Int; let flops: FLOPsReport }
-                print(try encodeJSON(Output(preset: preset.name, reduction: describe(reducer), imageTokens: preset.imageTokens, textTokens: textTokens, flops: report)))
+                print(try encodeJSONText(Output(preset: preset.name, reduction: describe(reducer), imageTokens: preset.imageTokens, textTokens: textTokens, flops: report)))
                 return
             }
             let average = Double(report.imageTokensPerLayer.reduce(0, +)) / Double(report.imageTokensPerLayer.count)
@@ -47,10 +48,4 @@ struct FLOPsCommand: ParsableCommand {
                          report.exactLMHead / 1e12, report.exactRanking / 1e12))
         }
     }
-}
-
-func encodeJSON<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

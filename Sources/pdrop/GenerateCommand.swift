@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Engine
 import Foundation
@@ -86,7 +87,7 @@ struct GenerateCommand: ParsableCommand {
                     decodeTokensPerSecond: result.decodeTokensPerSecond, reduction: describe(reducer),
                     keptImageTokens: KeptImageTokensJSON(perDrop: result.keptImageTokens), tokensPerLayer: result.tokensPerLayer,
                     keyValueCacheBytes: result.keyValueCacheBytes, flops: flops)
-                print(try encodeJSON(report))
+                print(try encodeJSONText(report))
                 return
             }
             // The streamed text went straight to the file handle; end its line there too.

@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Engine
 import Foundation
@@ -25,7 +26,7 @@ struct LogitsCommand: ParsableCommand {
                 let keptImageTokens: KeptImageTokensJSON
                 let flops: FLOPsReport
             }
-            print(try encodeJSON(Output(
+            print(try encodeJSONText(Output(
                 inputIds: prompt.inputIds, imageTokens: prompt.imageTokens, lastLogits: result.lastPromptLogits,
                 reduction: describe(reducer), keptImageTokens: KeptImageTokensJSON(perDrop: result.keptImageTokens),
                 flops: session.flops(prompt, reducer: reducer))))

@@ -1,3 +1,4 @@
+import FileAccess
 import ArgumentParser
 import Engine
 import Foundation
@@ -130,7 +131,7 @@ struct TrainCommand: ParsableCommand {
                 $0.maxGradientNorm = maxGradNorm > 0 ? maxGradNorm : nil
             }
             try settings.validate()
-            let description = try encodeJSON(RunSettings(
+            let description = try encodeJSONText(RunSettings(
                 trainable: trainable.description, reduction: describe(reducer), batchSize: batchSize, shuffle: shuffle.map(String.init),
                 optimizer: settings))
             let trainer = try Trainer(
@@ -172,7 +173,7 @@ struct TrainCommand: ParsableCommand {
                 progress.update(position: report.step, seconds: trainingSeconds, detail: String(
                     format: "loss %.4f lr %.2e %.0f tok/s", report.loss, report.learningRate, Double(trainingTokens) / max(trainingSeconds, 1e-9)))
                 try appendLine(
-                    try encodeJSON(LogLine(
+                    try encodeJSONText(LogLine(
                         step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradientNorm,
                         tokens: report.tokens, layerTokens: report.layerTokens, seconds: report.seconds)),
                     to: logURL)

@@ -74,6 +74,23 @@ import TokenReduction
         #expect(throws: ReductionSettingError.self) { try request.makeReducer(decoder: shape, imageTokens: 100) }
     }
 
+    /// A budget over a prompt without images has nothing to solve and nothing to drop: no error
+    /// (the server's default budget applies to text-only requests too), but its flags are still checked.
+    @Test(arguments: [ReductionKind.pdrop, .fastv, .random])
+    func aBudgetOverAPromptWithoutImagesDropsNothing(_ kind: ReductionKind) throws {
+        let shape = DecoderShape(layers: 4, hidden: 64, intermediate: 160, heads: 8, keyValueHeads: 2, headDim: 8, vocabulary: 512)
+        var request = ReductionRequest()
+        request.kind = kind
+        request.budget = .averageImageTokens(128)
+        #expect(throws: ReductionSettingError.self) { try request.makeReducer(decoder: shape, imageTokens: 16) }
+        var unbudgeted = ReductionRequest()
+        unbudgeted.kind = kind
+        let expected = try unbudgeted.makeReducer(decoder: shape, imageTokens: nil)
+        #expect(describe(try request.makeReducer(decoder: shape, imageTokens: nil)) == describe(expected))
+        request.layers = [1]
+        #expect(throws: ReductionSettingError.self) { try request.makeReducer(decoder: shape, imageTokens: nil) }
+    }
+
     // MARK: - Image token
 
     /// image_token_index 1 is LLaMA's BOS: every prompt would begin with an image block.

@@ -184,7 +184,7 @@ func events(_ response: TestResponse) -> [String] {
     @Test(arguments: [
         ("{", 400, "not valid JSON"),
         (#"{"messages": []}"#, 400, "at least one message"),
-        (#"{"model": "x"}"#, 400, "messages: missing"),
+        (#"{"model": "x"}"#, 400, "missing key 'messages'"),
         (#"{"messages": [{"role": "robot", "content": "hi"}]}"#, 400, "messages[0].role"),
         (#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]}"#, 400, "remote image URLs"),
         (#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]}"#, 400, "--media-path"),
