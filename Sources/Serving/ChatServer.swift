@@ -51,7 +51,7 @@ public final class ServedModel: @unchecked Sendable {
 
     /// Loads `directory` into a session and starts its scheduler.
     public func load(
-        directory: URL, template: ConversationTemplate = .llava15, options: ServerOptions,
+        directory: URL, template: ConversationTemplate? = nil, options: ServerOptions,
         observer: (@Sendable (JobHandle, JobPhase) -> Void)? = nil
     ) throws {
         do {

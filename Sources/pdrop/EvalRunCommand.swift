@@ -50,8 +50,8 @@ struct EvalRunCommand: ParsableCommand {
     @Option(help: "... and answer this one (0-based; LLaVA's --chunk-idx).")
     var chunkIndex: Int = 0
 
-    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: " or ")).")
-    var template: String = ConversationTemplate.llava15.name
+    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    var template: String?
 
     @Option(help: "LLaVA-NeXT: use only grid resolutions of at most this many tiles.")
     var maxTiles: Int?
@@ -64,7 +64,7 @@ struct EvalRunCommand: ParsableCommand {
         if numChunks < 1 || !(0..<numChunks).contains(chunkIndex) {
             throw ValidationError("--chunk-index must be in 0..<--num-chunks (\(numChunks)), got \(chunkIndex)")
         }
-        if ConversationTemplate.named(template) == nil { throw ValidationError("--template '\(template)' is unknown") }
+        if let template, ConversationTemplate.named(template) == nil { throw ValidationError("--template '\(template)' is unknown") }
     }
 
     /// `--setting NAME:FLAGS` as settings, or the reduction flags as one unnamed setting.
@@ -98,7 +98,7 @@ struct EvalRunCommand: ParsableCommand {
             let session = try withFlagNames {
                 try InferenceSession(
                     directory: directory, imageOptions: ImageProcessingOptions(maxTiles: maxTiles),
-                    template: ConversationTemplate.named(template) ?? .llava15)
+                    template: template.flatMap(ConversationTemplate.named))
             }
             let answers = URL(fileURLWithPath: answersFile)
             try FileManager.default.createDirectory(at: answers.deletingLastPathComponent(), withIntermediateDirectories: true)

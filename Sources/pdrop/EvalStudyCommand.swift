@@ -46,11 +46,11 @@ struct EvalStudyCommand: ParsableCommand {
     @Option(help: "Questions of the single-drop sweep (every n-th of the study's questions).")
     var singleDropQuestions: Int = 300
 
-    @Option(help: "Conversation template the models were trained with.")
-    var template: String = ConversationTemplate.llava15.name
+    @Option(help: "Conversation template the models were trained with. Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    var template: String?
 
     func validate() throws {
-        if ConversationTemplate.named(template) == nil { throw ValidationError("--template '\(template)' is unknown") }
+        if let template, ConversationTemplate.named(template) == nil { throw ValidationError("--template '\(template)' is unknown") }
         if singleDropQuestions < 1 { throw ValidationError("--single-drop-questions must be at least 1") }
         if let questions, questions < 1 { throw ValidationError("--questions must be at least 1") }
     }
@@ -62,7 +62,7 @@ struct EvalStudyCommand: ParsableCommand {
             let questions = QualityStudy.everyNth(all, count: self.questions ?? all.count)
             let answersDirectory = URL(fileURLWithPath: answers)
             try FileManager.default.createDirectory(at: answersDirectory, withIntermediateDirectories: true)
-            let template = ConversationTemplate.named(template) ?? .llava15
+            let template = template.flatMap(ConversationTemplate.named)
 
             let mainSession = try withFlagNames { try InferenceSession(directory: URL(fileURLWithPath: model), imageOptions: ImageProcessingOptions(), template: template) }
             guard let vision = mainSession.loaded.llava else {

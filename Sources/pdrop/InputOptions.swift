@@ -13,7 +13,7 @@ struct InputOptions: ParsableArguments {
     @Option(name: .long, help: "Image file (PNG or JPEG); repeat for prompts with several <image>.")
     var image: [String] = []
 
-    @Option(help: "A question about the image, wrapped in the conversation template (see --template).")
+    @Option(help: "A question, wrapped in the conversation template (see --template), after the --image files if any (each on a line of its own, as llava-hf's chat template puts them).")
     var prompt: String?
 
     @Option(help: "The prompt exactly as given; it must hold one <image> per --image.")
@@ -22,8 +22,8 @@ struct InputOptions: ParsableArguments {
     @Option(help: "Prompt token ids, comma-separated, for text-only checkpoints (e.g. 1,450,4996).")
     var promptIds: String?
 
-    @Option(help: "Conversation template for --prompt: \(ConversationTemplate.all.map(\.name).joined(separator: " or ")).")
-    var template: String = ConversationTemplate.llava15.name
+    @Option(help: "Conversation template for --prompt: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    var template: String?
 
     @Flag(help: "Pad the image to a square with the mean colour first (LLaVA's original preprocessing).")
     var padToSquare = false
@@ -35,9 +35,8 @@ struct InputOptions: ParsableArguments {
         let given = [prompt != nil, rawPrompt != nil, promptIds != nil].filter { $0 }.count
         if given != 1 { throw ValidationError("give exactly one of --prompt, --raw-prompt and --prompt-ids") }
         if promptIds != nil && !image.isEmpty { throw ValidationError("--prompt-ids takes no --image; use --prompt or --raw-prompt") }
-        if prompt != nil && image.count != 1 { throw ValidationError("--prompt needs exactly one --image (use --raw-prompt for other counts)") }
         if let maxTiles, maxTiles < 1 { throw ValidationError("--max-tiles must be at least 1, got \(maxTiles)") }
-        if ConversationTemplate.named(template) == nil {
+        if let template, ConversationTemplate.named(template) == nil {
             throw ValidationError("--template '\(template)' is unknown; choose from \(ConversationTemplate.all.map(\.name).joined(separator: ", "))")
         }
     }
@@ -47,7 +46,7 @@ struct InputOptions: ParsableArguments {
         try withFlagNames {
             let session = try InferenceSession(
                 directory: URL(fileURLWithPath: model), imageOptions: ImageProcessingOptions(padToSquare: padToSquare, maxTiles: maxTiles),
-                template: ConversationTemplate.named(template) ?? .llava15)
+                template: template.flatMap(ConversationTemplate.named))
             let images = image.map { ImageSource.file(URL(fileURLWithPath: $0)) }
             let input: PromptInput
             if let promptIds {

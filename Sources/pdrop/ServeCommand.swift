@@ -28,8 +28,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Model name that /v1/models lists and responses carry (default: the checkpoint directory's name).")
     var alias: String?
 
-    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: " or ")).")
-    var template: String = ConversationTemplate.llava15.name
+    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    var template: String?
 
     @Option(help: "Requests decoded together in one batched step.")
     var parallel = 4
@@ -61,7 +61,7 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--max-images, --max-body-bytes and --max-image-pixels must be positive")
         }
         if !(0...65_535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port)") }
-        if ConversationTemplate.named(template) == nil {
+        if let template, ConversationTemplate.named(template) == nil {
             throw ValidationError("--template '\(template)' is unknown; choose from \(ConversationTemplate.all.map(\.name).joined(separator: ", "))")
         }
         if let mediaPath {
@@ -80,7 +80,7 @@ struct ServeCommand: ParsableCommand {
             media: MediaPolicy(mediaPath: mediaPath.map { URL(fileURLWithPath: $0) }, maxImages: maxImages),
             maxBodyBytes: maxBodyBytes, maxImagePixels: maxImagePixels)
         let served = ServedModel()
-        let template = ConversationTemplate.named(template) ?? .llava15
+        let template = template.flatMap(ConversationTemplate.named)
         let app = makeApplication(model: served, options: options, host: host, port: port) { channel in
             let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
             FileHandle.standardError.write(Data("pdrop serve: listening on http://\(address) (loading \(directory.path))\n".utf8))
