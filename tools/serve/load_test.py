@@ -75,6 +75,24 @@ def post(base, request):
         return text, tokens, first, time.perf_counter() - start
 
 
+def concurrently(client, count):
+    """Runs client(0..count-1) on threads at once: every result they return, and the wall time."""
+    results, lock = [], threading.Lock()
+
+    def run(index):
+        answers = client(index)
+        with lock:
+            results.extend(answers)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, time.perf_counter() - start
+
+
 # 1. Correctness under load.
 questions = ["What is in the picture?", "Describe the colours.", "Where is the cat?", "Is it day or night?",
              "What is the animal doing?", "Tell me a story about this image in detail."]
@@ -117,23 +135,12 @@ with Server(args.pdrop, args.bench_model, "--parallel", str(max(streams))) as se
     post(server.base, body("warm up", max_tokens=2))
     for name, extra in (("none", {"reduction": "none"}), ("PyramidDrop", {})):
         for count in streams:
-            results = []
-            lock = threading.Lock()
-
             def client(index):
-                for request in range(args.requests_per_stream):
-                    result = post(server.base, body(f"{questions[(index + request) % len(questions)]} ({index}.{request})",
-                                                    max_tokens=args.max_tokens, extra=extra, stream=True))
-                    with lock:
-                        results.append(result)
+                return [post(server.base, body(f"{questions[(index + request) % len(questions)]} ({index}.{request})",
+                                              max_tokens=args.max_tokens, extra=extra, stream=True))
+                        for request in range(args.requests_per_stream)]
 
-            start = time.perf_counter()
-            threads = [threading.Thread(target=client, args=(index,)) for index in range(count)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            wall = time.perf_counter() - start
+            results, wall = concurrently(client, count)
             tokens = sum(result[1] for result in results)
             firsts = sorted(result[2] for result in results if result[2] is not None)
             latencies = sorted(result[3] for result in results)
@@ -145,18 +152,10 @@ with Server(args.pdrop, args.bench_model, "--parallel", str(max(streams))) as se
     # stream decoding at once, so the ratio is what sharing each read of the weights buys.
     decode_rows = []
     for count in streams:
-        results = []
-
         def decode_client(index):
-            results.append(post(server.base, body(f"Count to a hundred ({index}).", image=False, max_tokens=args.decode_tokens, stream=True)))
+            return [post(server.base, body(f"Count to a hundred ({index}).", image=False, max_tokens=args.decode_tokens, stream=True))]
 
-        start = time.perf_counter()
-        threads = [threading.Thread(target=decode_client, args=(index,)) for index in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
+        results, wall = concurrently(decode_client, count)
         tokens = sum(result[1] for result in results)
         decode_rows.append({"streams": count, "tokens": tokens, "seconds": wall, "tokens_per_second": tokens / wall})
         print(f"  decode only {count} streams: {tokens / wall:6.1f} tokens/s", flush=True)
