@@ -54,6 +54,8 @@ rm -rf "$model"
 "$pdrop" convert --model "$work/run-pdrop-2" --output "$model" --dtype bfloat16
 cp "$work/run-pdrop/training_log.jsonl" "$model/training_log_phase1.jsonl"
 cp "$work/run-pdrop-2/training_log.jsonl" "$model/training_log.jsonl"
+# A fresh answers file: `eval run` would resume one answered by an earlier model.
+rm -f "$work/heldout-answers.jsonl"
 "$pdrop" eval run --model "$model" --benchmark gqa --questions "$work/heldout/questions.jsonl" --images "$work/heldout/images" \
     --answers-file "$work/heldout-answers.jsonl" --reduction none --max-new-tokens 8
 "$pdrop" eval score --benchmark gqa --questions "$work/heldout/answers.json" --answers "$work/heldout-answers.jsonl"
