@@ -13,7 +13,7 @@ import TestSupport
     @Test(arguments: [
         (["--parallel", "0"], "--parallel"),
         (["--max-queue", "-1"], "--max-queue"),
-        (["--template", "chatml"], "--template"),
+        (["--template", "alpaca"], "--template"),
         (["--media-path", "/nonexistent/images"], "--media-path"),
         (["--port", "70000"], "--port"),
         // Checked against the model once it is loaded: the process ends with the reason.
