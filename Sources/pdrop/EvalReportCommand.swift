@@ -63,7 +63,7 @@ struct EvalReportCommand: ParsableCommand {
             let table = EvaluationReport.markdown(results, benchmark: benchmark)
             print(table, terminator: "")
             if let markdown { try Data(table.utf8).write(to: URL(fileURLWithPath: markdown)) }
-            if let json { try Data(try encodeJSONText(results).utf8).write(to: URL(fileURLWithPath: json)) }
+            if let json { try encodeJSON(results).write(to: URL(fileURLWithPath: json)) }
             if let plot {
                 try PNGEncoder.write(EvaluationReport.plot(results, benchmark: benchmark).render(), to: URL(fileURLWithPath: plot))
             }

@@ -50,7 +50,7 @@ struct EvalRunCommand: ParsableCommand {
     @Option(help: "... and answer this one (0-based; LLaVA's --chunk-idx).")
     var chunkIndex: Int = 0
 
-    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")).\(templateDefaultHelp)")
     var template: String?
 
     @Option(help: "LLaVA-NeXT: use only grid resolutions of at most this many tiles.")

@@ -46,7 +46,7 @@ struct EvalStudyCommand: ParsableCommand {
     @Option(help: "Questions of the single-drop sweep (every n-th of the study's questions).")
     var singleDropQuestions: Int = 300
 
-    @Option(help: "Conversation template the models were trained with. Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    @Option(help: "Conversation template the models were trained with.\(templateDefaultHelp)")
     var template: String?
 
     func validate() throws {
@@ -121,7 +121,7 @@ struct EvalStudyCommand: ParsableCommand {
                 costPlotFile: link("accuracy-vs-flops.png"), singleDropPlotFile: link("single-drop-by-layer.png"),
                 command: "pdrop eval study --model \(model) --pdrop-model \(pdropModel) --plain-model \(plainModel) --data \(self.data)")
             try Data(markdown.utf8).write(to: URL(fileURLWithPath: output))
-            try Data(try encodeJSONText(findings).utf8).write(to: figuresDirectory.appendingPathComponent("quality.json"))
+            try encodeJSON(findings).write(to: figuresDirectory.appendingPathComponent("quality.json"))
             for verdict in findings.hypotheses() { print("- " + verdict) }
             log("wrote \(output), \(figures)/quality.json and the figures")
         }

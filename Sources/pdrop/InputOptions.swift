@@ -5,6 +5,9 @@ import Models
 import TensorCore
 import TokenReduction
 
+/// What `--template` means when not given, for every command that takes it.
+let templateDefaultHelp = " Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5)."
+
 /// The model and the prompt, shared by generate and logits.
 struct InputOptions: ParsableArguments {
     @Option(help: "Checkpoint directory (config.json, *.safetensors, tokenizer.json, preprocessor_config.json).")
@@ -22,7 +25,7 @@ struct InputOptions: ParsableArguments {
     @Option(help: "Prompt token ids, comma-separated, for text-only checkpoints (e.g. 1,450,4996).")
     var promptIds: String?
 
-    @Option(help: "Conversation template for --prompt: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    @Option(help: "Conversation template for --prompt: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")).\(templateDefaultHelp)")
     var template: String?
 
     @Flag(help: "Pad the image to a square with the mean colour first (LLaVA's original preprocessing).")

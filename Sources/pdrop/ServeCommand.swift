@@ -28,7 +28,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Model name that /v1/models lists and responses carry (default: the checkpoint directory's name).")
     var alias: String?
 
-    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")). Default: what the checkpoint's chat template calls for (chatml when it uses <|im_start|>, else llava_1.5).")
+    @Option(help: "Conversation template: \(ConversationTemplate.all.map(\.name).joined(separator: ", ")).\(templateDefaultHelp)")
     var template: String?
 
     @Option(help: "Requests decoded together in one batched step.")
