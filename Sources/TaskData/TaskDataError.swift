@@ -9,6 +9,10 @@ public enum TaskDataError: Error, Equatable, CustomStringConvertible {
     case cannotWrite(file: String, reason: String)
     /// More questions per image asked for than an image of this task has.
     case tooManyQuestions(requested: Int, available: Int)
+    /// An object size a scene cannot be drawn with (odd, under 8 px or too large for the canvas); nil: none given.
+    case badObjectSize(size: Int?, largest: Int)
+    /// No random placement of this many objects of these sizes fits the canvas with the gaps and margins a scene needs.
+    case objectsDoNotFit(count: Int, sizes: [Int], canvas: Int)
 
     public var description: String {
         switch self {
@@ -18,6 +22,10 @@ public enum TaskDataError: Error, Equatable, CustomStringConvertible {
         case let .missingDigits(file, labels): return "\(file): no example of digit(s) \(labels.map(String.init).joined(separator: ", ")); the grids need all ten"
         case let .cannotWrite(file, reason): return "\(file): cannot write: \(reason)"
         case let .tooManyQuestions(requested, available): return "\(requested) questions per image asked for, but an image has only \(available) distinct questions"
+        case let .badObjectSize(size?, largest): return "object size \(size) px: sizes must be even, from 8 to \(largest) px"
+        case .badObjectSize(nil, _): return "no object sizes given"
+        case let .objectsDoNotFit(count, sizes, canvas):
+            return "\(count) objects of sizes \(sizes.map(String.init).joined(separator: ", ")) px do not fit a \(canvas) × \(canvas) canvas with clear gaps and neighbours (tried \(Scene.attemptsPerScene) scenes); use fewer or smaller objects"
         }
     }
 }

@@ -56,14 +56,33 @@ struct ScenesDataCommand: ParsableCommand {
     @Option(help: "Objects per scene (1 to 6; fewer than 6 take that many random colours): fewer, easier scenes make a curriculum.")
     var objects: Int = 6
 
+    @Option(help: ArgumentHelp(
+        "Object sizes in pixels, comma-separated, one drawn per object (even, 8 to 108; default 16,18,20).",
+        discussion: "Large objects cover more image tokens: a curriculum's first data sets."))
+    var objectSizes: String = Scene.defaultSizes.map(String.init).joined(separator: ",")
+
+    /// --object-sizes as numbers.
+    var sizes: [Int] {
+        get throws {
+            try objectSizes.split(separator: ",", omittingEmptySubsequences: false).map { part in
+                guard let size = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--object-sizes: '\(part)' is not a whole number (give sizes like 16,18,20)")
+                }
+                return size
+            }
+        }
+    }
+
     func validate() throws {
         if !(1...6).contains(objects) { throw ValidationError("--objects must be between 1 and 6, not \(objects)") }
+        do { try Scene.checkObjectSizes(try sizes) } catch let error as TaskDataError { throw ValidationError("--object-sizes: \(error)") }
     }
 
     func run() throws {
         try failing {
             try options.write { index in
-                try Scene.generatedImage(seed: options.seed, index: index, questionsPerImage: options.questionsPerImage, objectCount: objects)
+                try Scene.generatedImage(
+                    seed: options.seed, index: index, questionsPerImage: options.questionsPerImage, objectCount: objects, objectSizes: try sizes)
             }
         }
     }

@@ -7,7 +7,8 @@ import Tokenizer
 
 /// ChatML beside Vicuna: rendering as the ChatML chat templates render, the template a
 /// checkpoint's own chat template calls for, and SmolLM2-135M-Instruct end to end on its real
-/// weights when `tools/smollm2/make_checkpoint.py` has written it.
+/// weights when `tools/smollm2/make_checkpoint.py` has written it (its tokenizer:
+/// ByteLevelTokenizerTests).
 @Suite struct ChatMLTests {
     @Test func chatMLRendersAsTheChatTemplatesDo() {
         let template = ConversationTemplate.chatML.replacingSystemPrompt("You are a helpful assistant.")
@@ -58,34 +59,11 @@ import Tokenizer
 
     struct Reference: Decodable {
         struct Message: Decodable { let role: String, content: String }
-        struct Encoding: Decodable { let text: String, ids: [Int] }
-        let encodings: [Encoding]
         let messages: [Message]
         let prompt_ids: [Int]
         let last_logits: [Float]
         let greedy_ids: [Int]
         let greedy_text: String
-    }
-
-    /// Byte-level BPE as the `tokenizers` library runs SmolLM2's tokenizer (ByteLevel
-    /// pre-tokenizer with GPT-2's pattern, added tokens inside text), on 180 strings of mixed
-    /// scripts, emoji, whitespace runs and code; each decodes back to its text, whole and
-    /// streamed token by token.
-    @Test(.enabled(if: hasSmolLM2, "run tools/smollm2/make_checkpoint.py first"))
-    func smolLM2TokenizerEncodesAsTokenizersDoes() throws {
-        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: Self.smolLM2.appendingPathComponent("reference.json")))
-        let tokenizer = try Tokenizer(tokenizerJSON: Self.smolLM2.appendingPathComponent("tokenizer.json"))
-        #expect(reference.encodings.count >= 180)
-        for encoding in reference.encodings {
-            let ids = try tokenizer.encode(encoding.text)
-            #expect(ids == encoding.ids, "\(encoding.text.debugDescription)")
-            #expect(tokenizer.decode(ids) == encoding.text, "\(encoding.text.debugDescription)")
-            // Streamed token by token (an emoji spans several byte-level tokens): never half a
-            // character, and the chunks add up to the whole.
-            var stream = IncrementalDetokenizer(tokenizer: tokenizer, skipSpecialTokens: false)
-            let chunks = ids.map { stream.append($0) } + [stream.finish()]
-            #expect(!chunks.contains { $0.unicodeScalars.contains("\u{FFFD}") } && chunks.joined() == encoding.text, "\(encoding.text.debugDescription)")
-        }
     }
 
     /// The prompt through the checkpoint's template and tokenizer, the last prompt position's

@@ -37,10 +37,10 @@ private struct WrittenDataset {
     }
 }
 
-private func generateScenes(count: Int, seed: UInt32, questionsPerImage: Int, objectCount: Int = 6) throws -> URL {
+private func generateScenes(count: Int, seed: UInt32, questionsPerImage: Int, objectCount: Int = 6, objectSizes: [Int] = Scene.defaultSizes) throws -> URL {
     let directory = try makeTemporaryDirectory("taskdata-scenes")
     try writeTaskDataset(count: count, to: directory) { index in
-        try Scene.generatedImage(seed: seed, index: UInt32(index), questionsPerImage: questionsPerImage, objectCount: objectCount)
+        try Scene.generatedImage(seed: seed, index: UInt32(index), questionsPerImage: questionsPerImage, objectCount: objectCount, objectSizes: objectSizes)
     }
     return directory
 }
@@ -102,10 +102,12 @@ private func observeScene(_ image: RGBImage) -> [ObservedObject] {
     }
 
     /// Every question of 12 scenes (all of each scene's: 39 with six objects, 21 with three, 7
-    /// with one, which has no relations) answered again from the PNG's pixels.
-    @Test(arguments: [(6, 39), (3, 21), (1, 7)])
-    func everyAnswerAndPatchListFollowsFromThePixels(objectCount: Int, questionsPerImage: Int) throws {
-        let directory = try generateScenes(count: 12, seed: 3, questionsPerImage: questionsPerImage, objectCount: objectCount)
+    /// with one, which has no relations) answered again from the PNG's pixels; the last two cases
+    /// draw large objects (a curriculum's first data sets).
+    @Test(arguments: [(6, 39, Scene.defaultSizes), (3, 21, Scene.defaultSizes), (1, 7, Scene.defaultSizes), (3, 21, [32, 40]), (1, 7, [48, 64])])
+    func everyAnswerAndPatchListFollowsFromThePixels(objectCount: Int, questionsPerImage: Int, objectSizes: [Int]) throws {
+        let directory = try generateScenes(
+            count: 12, seed: 3, questionsPerImage: questionsPerImage, objectCount: objectCount, objectSizes: objectSizes)
         let dataset = try WrittenDataset(directory)
         #expect(dataset.questions.count == 12 * questionsPerImage)
         let relations: Set<String> = objectCount > 1 ? ["closest_colour", "furthest_shape"] : []
@@ -122,6 +124,11 @@ private func observeScene(_ image: RGBImage) -> [ObservedObject] {
                 for y in 0..<image.height { for x in 0..<image.width where image[x, y] == (255, 255, 255) { background += 1 } }
                 #expect(coloured + background == image.width * image.height)
                 #expect(objects.allSatisfy { $0.pixels.count > 100 })
+                // Each object spans (to a pixel, for a circle's rim) one of the sizes asked for.
+                for object in objects {
+                    let width = object.box.right - object.box.left + 1
+                    #expect(objectSizes.contains { (($0 - 1)...$0).contains(width) }, "\(object.colour) is \(width) px wide")
+                }
                 // No two objects' boxes touch.
                 for (a, first) in objects.enumerated() {
                     for second in objects[(a + 1)...] {
@@ -226,6 +233,22 @@ private func observeScene(_ image: RGBImage) -> [ObservedObject] {
         }
         #expect(throws: TaskDataError.tooManyQuestions(requested: 8, available: 7)) {
             try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 8, objectCount: 1)
+        }
+    }
+
+    @Test func objectSizesAScenesCannotHoldAreRefused() {
+        #expect(throws: TaskDataError.badObjectSize(size: 17, largest: 108)) {
+            try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 4, objectSizes: [16, 17])
+        }
+        #expect(throws: TaskDataError.badObjectSize(size: 110, largest: 108)) {
+            try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 4, objectCount: 1, objectSizes: [110])
+        }
+        #expect(throws: TaskDataError.badObjectSize(size: nil, largest: 108)) {
+            try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 4, objectSizes: [])
+        }
+        // Six objects of 48 px need far more than a 112-pixel canvas.
+        #expect(throws: TaskDataError.objectsDoNotFit(count: 6, sizes: [48], canvas: 112)) {
+            try Scene.generatedImage(seed: 1, index: 0, questionsPerImage: 4, objectSizes: [48])
         }
     }
 }

@@ -14,9 +14,13 @@ import importlib.util
 import json
 import os
 import pathlib
+import sys
 
 import torch
 import transformers
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reference"))
+import tokenizer_samples  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--output", default=".build/smollm2-135m")
@@ -48,23 +52,8 @@ with torch.no_grad():
     logits = model(ids).logits[0, -1]
     generated = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
                                eos_token_id=None, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
-# The tokenizer on hundreds of strings: mixed scripts, emoji, whitespace runs, code, digits,
-# contractions, special tokens inside text; each also with a leading space, trailing spaces,
-# doubled and upper-cased.
-samples = [
-    "Hello, world!", "What is the capital of France?", "I'm sure they've said it's fine, didn't they?",
-    "naïve café résumé coöperate", "Größe Straße ÄÖÜ", "Привет, как дела?", "日本語のテキストです。", "中文分词测试：你好世界",
-    "한국어 문장입니다", "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "Ελληνικά γράμματα", "emoji 😀🎉👍🏽 and 👨‍👩‍👧‍👦 family",
-    "tabs\tand\nnewlines\r\n", "   leading and trailing   ", "many     spaces   between", "\n\n\nthree newlines",
-    "def f(x):\n    return x ** 2  # square", "for (int i = 0; i < n; ++i) { a[i] += b[i]; }", "<div class=\"a\">&amp;</div>",
-    "SELECT * FROM t WHERE id = 42;", "x = [1, 2, 3]; y = {'k': 'v'}", "1234567890 3.14159 -2.5e10 1,000,000",
-    "2026-12-03T23:59:59Z", "https://example.com/path?q=1&r=2#frag", "user@example.com", "C'est l'été, n'est-ce pas?",
-    "<|im_start|>user\nhi<|im_end|>", "a<|endoftext|>b", "\u00a0non-breaking\u00a0space", "zero\u200bwidth",
-    "combining e\u0301 and precomposed \u00e9", "ﬁ ligature and ｆｕｌｌｗｉｄｔｈ", "$$\\frac{a}{b}$$", "~!@#$%^&*()_+`-=[]\\{}|;':\",./<>?",
-]
-variants = []
-for text in samples:
-    variants += [text, " " + text, text + "  ", text + " " + text, text.upper()]
+# The tokenizer on hundreds of strings (tools/reference/tokenizer_samples.py).
+variants = tokenizer_samples.variants(tokenizer_samples.SAMPLES)
 encodings = [{"text": text, "ids": tokenizer(text, add_special_tokens=True)["input_ids"]} for text in variants]
 reference = {
     "encodings": encodings,
