@@ -87,9 +87,13 @@ func readConfigurationFile(_ url: URL) throws -> Data {
 
 /// Decodes `T` from config.json bytes, turning decoding errors into `ConfigurationError`s that
 /// name the file and the key.
-func decodeConfiguration<T: Decodable>(_ type: T.Type, from data: Data, file: String) throws -> T {
+func decodeConfiguration<T: Decodable>(
+    _ type: T.Type, from data: Data, file: String, userInfo: [CodingUserInfoKey: any Sendable] = [:]
+) throws -> T {
     do {
-        return try JSONDecoder().decode(T.self, from: data)
+        let decoder = JSONDecoder()
+        decoder.userInfo = userInfo
+        return try decoder.decode(T.self, from: data)
     } catch let error as ConfigurationError {
         throw error
     } catch {

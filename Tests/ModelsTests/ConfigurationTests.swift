@@ -52,6 +52,29 @@ import TestSupport
         #expect(defaults.visionConfig == .llavaDefault)
     }
 
+    /// Qwen2: `Qwen2Config`'s defaults for absent keys, biases on q/k/v only, and sliding-window
+    /// attention refused by name.
+    @Test func qwen2ConfigTakesItsOwnDefaultsAndBiases() throws {
+        let saved = try ModelConfiguration.load(from: Fixtures.url("tiny-qwen2/config.json")).text
+        #expect(saved.ropeTheta == 1_000_000 && saved.tieWordEmbeddings && saved.bosTokenId == nil && saved.eosTokenIds == [2])
+        #expect(saved.attentionBias && !saved.attentionOutputBias)
+        let bare = try ModelConfiguration.parse(Data(#"{"model_type": "qwen2", "rope_theta": 1000000.0}"#.utf8), file: "config.json").text
+        #expect(bare.vocabSize == 151_936 && bare.intermediateSize == 22_016 && bare.maxPositionEmbeddings == 32_768)
+        #expect(bare.rmsNormEps == 1e-6 && bare.bosTokenId == nil && bare.ropeTheta == 1_000_000)
+        // LLaMA's defaults are untouched, and its attention_bias still covers the output projection.
+        let llama = try ModelConfiguration.parse(Data(#"{"model_type": "llama", "attention_bias": true}"#.utf8), file: "config.json").text
+        #expect(llama.vocabSize == 32000 && llama.bosTokenId == 1 && llama.attentionBias && llama.attentionOutputBias)
+        func message(_ json: String) -> String {
+            do {
+                _ = try ModelConfiguration.parse(Data(json.utf8), file: "cfg.json")
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        #expect(message(#"{"model_type": "qwen2", "use_sliding_window": true}"#).contains("use_sliding_window"))
+        #expect(message(#"{"model_type": "qwen2", "layer_types": ["full_attention", "sliding_attention"]}"#).contains("'sliding_attention'"))
+        #expect(message(#"{"architectures": ["Qwen2ForCausalLM"], "num_attention_heads": 6, "num_key_value_heads": 4}"#).contains("num_key_value_heads"))
+    }
+
     @Test func encodingRoundTrips() throws {
         guard case let .llava(configuration) = try ModelConfiguration.load(from: Fixtures.url("tiny-llava/config.json")) else { return }
         var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)) as! [String: Any]

@@ -9,7 +9,7 @@ import TestSupport
 /// The decoder against what transformers computed on the same tiny random checkpoints
 /// (tools/reference/make_fixtures.py).
 @Suite struct DecoderParityTests {
-    static let fixtures = ["tiny-llama", "tiny-llama-sharded", "tiny-llava", "tiny-llava-saved"]
+    static let fixtures = ["tiny-llama", "tiny-llama-sharded", "tiny-llava", "tiny-llava-saved", "tiny-qwen2"]
 
     /// Largest |ours - reference| relative to the reference's scale (max(1, max |reference|)).
     func scaledDifference(_ ours: Tensor, _ reference: Tensor) -> Float {

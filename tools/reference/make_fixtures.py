@@ -8,19 +8,22 @@
                       the LLaMA vocabulary size (32064), 8 decoder layers with GQA.
   tiny-llava-saved    LlavaForConditionalGeneration exactly as transformers 5's save_pretrained
                       writes it (vision_tower.*, rope_parameters), F16, tied embeddings.
+  tiny-qwen2          Qwen2ForCausalLM (q/k/v biases, no o_proj bias), F32, GQA (8 / 2),
+                      rope_theta 1000000, tied embeddings, as save_pretrained writes it.
 
 Each directory gets reference.safetensors: input_ids, the embeddings, every decoder layer's
 output, the final norm's output, last-position logits and 16 greedy tokens (KV cache).
 
-Run: python tools/reference/make_fixtures.py   (see tools/reference/README.md)
+Run: python tools/reference/make_fixtures.py [NAME ...]   (all by default; see tools/reference/README.md)
 """
 import json
 import os
 import shutil
+import sys
 
 import torch
 from transformers import (CLIPVisionConfig, LlamaConfig, LlamaForCausalLM, LlavaConfig,
-                          LlavaForConditionalGeneration)
+                          LlavaForConditionalGeneration, Qwen2Config, Qwen2ForCausalLM)
 from safetensors.torch import load_file, save_file
 
 from common import fixture_dir, randomize, record_decoder, round_to, save_reference, write_json
@@ -159,7 +162,28 @@ def make_tiny_llava_saved():
     print("tiny-llava-saved:", reference["greedy_tokens"].tolist(), "has lm_head:", any("lm_head" in k for k in keys))
 
 
+def make_tiny_qwen2():
+    config = Qwen2Config(
+        vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=4,
+        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=None, eos_token_id=2,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+    model = Qwen2ForCausalLM(config).eval()
+    randomize(model, seed=5)
+    model.tie_weights()
+    out = fixture_dir("tiny-qwen2")
+    model.save_pretrained(out)
+    model = reload(Qwen2ForCausalLM, out)
+    assert model.model.layers[0].self_attn.q_proj.bias is not None and model.model.layers[0].self_attn.o_proj.bias is None
+    input_ids = torch.tensor([[17, 300, 42, 42, 7, 511, 128, 5, 99, 250, 3, 64]])
+    reference = record_decoder(model, model.model, input_ids, GREEDY_STEPS, store_full_logits=True)
+    save_reference(os.path.join(out, "reference.safetensors"), reference, {"source": "transformers Qwen2ForCausalLM"})
+    print("tiny-qwen2:", reference["greedy_tokens"].tolist())
+
+
+FIXTURES = {"tiny-llama": make_tiny_llama, "tiny-llava": make_tiny_llava, "tiny-llava-saved": make_tiny_llava_saved,
+            "tiny-qwen2": make_tiny_qwen2}
+
 if __name__ == "__main__":
-    make_tiny_llama()
-    make_tiny_llava()
-    make_tiny_llava_saved()
+    for name in sys.argv[1:] or FIXTURES:
+        FIXTURES[name]()

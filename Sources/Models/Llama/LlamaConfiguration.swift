@@ -2,8 +2,10 @@ import Foundation
 import TensorCore
 import TokenReduction
 
-/// `LlamaConfig` of transformers. Absent keys take transformers' defaults; both the hub's
-/// `rope_theta` and current transformers' `rope_parameters` are read.
+/// `LlamaConfig` of transformers (and `Qwen2Config`, the same decoder with other defaults and
+/// biases). Absent keys take transformers' defaults (LLaMA's, or those a decoder's `userInfo`
+/// gives under `LlamaConfiguration.defaultsKey`); both the hub's `rope_theta` and current
+/// transformers' `rope_parameters` are read.
 public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var vocabSize: Int = 32000
     public var hiddenSize: Int = 4096
@@ -18,7 +20,10 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var ropeTheta: Double = 10000
     /// Only "default" (plain RoPE, as LLaMA-2/Vicuna use) is implemented.
     public var ropeType: String = "default"
+    /// Biases on the query, key and value projections (LLaMA's `attention_bias`; always on in Qwen2).
     public var attentionBias: Bool = false
+    /// A bias on the output projection: LLaMA's `attention_bias` sets it too; Qwen2 has none.
+    public var attentionOutputBias: Bool = false
     public var mlpBias: Bool = false
     public var tieWordEmbeddings: Bool = false
     public var bosTokenId: Int? = 1
@@ -46,8 +51,12 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     /// A configuration with transformers' defaults, changed by `adjust`.
     public init(_ adjust: (inout LlamaConfiguration) -> Void = { _ in }) { adjust(&self) }
 
+    /// The `userInfo` key of a decoder whose absent keys take another family's defaults (a `LlamaConfiguration`).
+    public static let defaultsKey = CodingUserInfoKey(rawValue: "LlamaConfiguration.defaults")!
+
     public init(from decoder: Decoder) throws {
-        self.init()
+        self = decoder.userInfo[Self.defaultsKey] as? LlamaConfiguration ?? LlamaConfiguration()
+        let defaultBOS = bosTokenId
         let c = try decoder.container(keyedBy: CodingKeys.self)
         try c.update(&vocabSize, .vocabSize)
         try c.update(&hiddenSize, .hiddenSize)
@@ -63,9 +72,10 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         try c.update(&maxPositionEmbeddings, .maxPositionEmbeddings)
         try c.update(&rmsNormEps, .rmsNormEps)
         try c.update(&attentionBias, .attentionBias)
+        attentionOutputBias = attentionBias
         try c.update(&mlpBias, .mlpBias)
         try c.update(&tieWordEmbeddings, .tieWordEmbeddings)
-        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? (c.contains(.bosTokenId) ? nil : 1)
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? (c.contains(.bosTokenId) ? nil : defaultBOS)
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
         eosTokenIds = try c.integerList(.eosTokenId) ?? eosTokenIds
         let parameters = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)

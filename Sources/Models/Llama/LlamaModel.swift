@@ -85,7 +85,7 @@ public final class LlamaModel: LanguageDecoder {
                 queryProjection: Linear(loader, p + "self_attn.q_proj", inFeatures: hidden, outFeatures: queryWidth, bias: c.attentionBias),
                 keyProjection: Linear(loader, p + "self_attn.k_proj", inFeatures: hidden, outFeatures: keyValueWidth, bias: c.attentionBias),
                 valueProjection: Linear(loader, p + "self_attn.v_proj", inFeatures: hidden, outFeatures: keyValueWidth, bias: c.attentionBias),
-                outputProjection: Linear(loader, p + "self_attn.o_proj", inFeatures: queryWidth, outFeatures: hidden, bias: c.attentionBias),
+                outputProjection: Linear(loader, p + "self_attn.o_proj", inFeatures: queryWidth, outFeatures: hidden, bias: c.attentionOutputBias),
                 postAttentionNorm: loader.take(p + "post_attention_layernorm.weight", shape: [hidden]),
                 gateProjection: Linear(loader, p + "mlp.gate_proj", inFeatures: hidden, outFeatures: c.intermediateSize, bias: c.mlpBias),
                 upProjection: Linear(loader, p + "mlp.up_proj", inFeatures: hidden, outFeatures: c.intermediateSize, bias: c.mlpBias),
@@ -270,21 +270,32 @@ public func causalAttention(
 
 extension LlamaModel {
     /// LLaMA (`LlamaForCausalLM`) in the registry: a text-only decoder.
-    public static let family = ModelFamily(
-        name: "LLaMA", modelTypes: ["llama"], architectures: ["LlamaForCausalLM"],
-        parse: { data, file in
-            let configuration = try decodeConfiguration(LlamaConfiguration.self, from: data, file: file)
-            try configuration.validate(file: file)
-            return .llama(configuration)
-        },
-        build: { configuration, checkpoint, source in
-            guard case let .llama(text) = configuration else { throw FamilyMismatchError(family: "LLaMA") }
-            let layout = LanguageModelLayout.llama
-            try text.checkSizes(against: checkpoint, layout: layout)
-            return BuiltModel(
-                decoder: LlamaModel(configuration: text, loader: source, layout: layout), visionLanguageModel: nil,
-                ownedPrefixes: [layout.modelPrefix, layout.lmHeadPrefix], languageLayout: layout)
-        })
+    public static let family = textFamily(name: "LLaMA", modelTypes: ["llama"], architectures: ["LlamaForCausalLM"]) { data, file in
+        try decodeConfiguration(LlamaConfiguration.self, from: data, file: file)
+    }
+
+    /// A family of text-only checkpoints whose decoder is this one (LLaMA, Qwen2), with its
+    /// config.json read by `parse`.
+    static func textFamily(
+        name: String, modelTypes: [String], architectures: [String],
+        parse: @escaping @Sendable (Data, String) throws -> LlamaConfiguration
+    ) -> ModelFamily {
+        ModelFamily(
+            name: name, modelTypes: modelTypes, architectures: architectures,
+            parse: { data, file in
+                let configuration = try parse(data, file)
+                try configuration.validate(file: file)
+                return .llama(configuration)
+            },
+            build: { configuration, checkpoint, source in
+                guard case let .llama(text) = configuration else { throw FamilyMismatchError(family: name) }
+                let layout = LanguageModelLayout.llama
+                try text.checkSizes(against: checkpoint, layout: layout)
+                return BuiltModel(
+                    decoder: LlamaModel(configuration: text, loader: source, layout: layout), visionLanguageModel: nil,
+                    ownedPrefixes: [layout.modelPrefix, layout.lmHeadPrefix], languageLayout: layout)
+            })
+    }
 }
 
 extension LlamaConfiguration {
