@@ -106,29 +106,34 @@ public struct CLIPImageProcessor: Sendable {
         return pixelValues(from: cropped)
     }
 
-    /// Rescale and normalize with numpy's types: the rescale multiplies in float64 and stores float32; the
-    /// normalization subtracts and divides in float32 with float32 copies of mean and std. Doing the same
-    /// operations in the same precision gives the same bits.
     func pixelValues(from image: RGBImage) -> PixelValues {
-        let planeSize = image.width * image.height
-        var values = [Float](repeating: 0, count: PixelValues.channels * planeSize)  // (3, height, width)
-        let mean = config.imageMean.map { Float($0) }  // (3)
-        let standardDeviation = config.imageStd.map { Float($0) }  // (3)
-        let rescaleFactor = config.rescaleFactor
-        image.pixels.withUnsafeBufferPointer { pixels in
-            values.withUnsafeMutableBufferPointer { output in
-                for channel in 0..<PixelValues.channels {
-                    for pixel in 0..<planeSize {
-                        let level = pixels[pixel * 3 + channel]
-                        var value = config.doRescale ? Float(Double(level) * rescaleFactor) : Float(level)
-                        if config.doNormalize {
-                            value = (value - mean[channel]) / standardDeviation[channel]
-                        }
-                        output[channel * planeSize + pixel] = value
+        rescaledAndNormalized(
+            image, rescaleFactor: config.doRescale ? config.rescaleFactor : nil,
+            meanAndStd: config.doNormalize ? (config.imageMean, config.imageStd) : nil)
+    }
+}
+
+/// Rescale and normalize with numpy's types, as transformers' PIL backends do: the rescale multiplies
+/// in float64 and stores float32; the normalization subtracts and divides in float32 with float32
+/// copies of mean and std. Doing the same operations in the same precision gives the same bits.
+func rescaledAndNormalized(_ image: RGBImage, rescaleFactor: Double?, meanAndStd: (mean: [Double], std: [Double])?) -> PixelValues {
+    let planeSize = image.width * image.height
+    var values = [Float](repeating: 0, count: PixelValues.channels * planeSize)  // (3, height, width)
+    let mean = meanAndStd?.mean.map { Float($0) }  // (3)
+    let standardDeviation = meanAndStd?.std.map { Float($0) }  // (3)
+    image.pixels.withUnsafeBufferPointer { pixels in
+        values.withUnsafeMutableBufferPointer { output in
+            for channel in 0..<PixelValues.channels {
+                for pixel in 0..<planeSize {
+                    let level = pixels[pixel * 3 + channel]
+                    var value = rescaleFactor.map { Float(Double(level) * $0) } ?? Float(level)
+                    if let mean, let standardDeviation {
+                        value = (value - mean[channel]) / standardDeviation[channel]
                     }
+                    output[channel * planeSize + pixel] = value
                 }
             }
         }
-        return PixelValues(height: image.height, width: image.width, values: values)
     }
+    return PixelValues(height: image.height, width: image.width, values: values)
 }

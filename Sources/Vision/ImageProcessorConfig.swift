@@ -62,8 +62,7 @@ public struct CLIPImageProcessorConfig: Equatable, Sendable {
     /// Parses either layout from JSON bytes; `file` only names the source in errors.
     public static func parse(_ json: Data, file: String = "<memory>") throws(ImageProcessorConfigError) -> CLIPImageProcessorConfig {
         do {
-            let layout = try JSONDecoder().decode(ConfigFileLayout.self, from: json)
-            return layout.imageProcessor ?? layout.flat
+            return try JSONDecoder().decode(ConfigFileLayout<CLIPImageProcessorConfig>.self, from: json).config
         } catch {
             throw ImageProcessorConfigError(file: file, reason: describeDecodingError(error))
         }
@@ -71,9 +70,8 @@ public struct CLIPImageProcessorConfig: Equatable, Sendable {
 }
 
 /// Both file layouts: the flat preprocessor config, and the processor config with an "image_processor" object.
-private struct ConfigFileLayout: Decodable {
-    let imageProcessor: CLIPImageProcessorConfig?
-    let flat: CLIPImageProcessorConfig
+struct ConfigFileLayout<Config: Decodable>: Decodable {
+    let config: Config
 
     enum CodingKeys: String, CodingKey {
         case imageProcessor = "image_processor"
@@ -81,8 +79,7 @@ private struct ConfigFileLayout: Decodable {
 
     init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        imageProcessor = try container.decodeIfPresent(CLIPImageProcessorConfig.self, forKey: .imageProcessor)
-        flat = imageProcessor == nil ? try CLIPImageProcessorConfig(from: decoder) : CLIPImageProcessorConfig()
+        config = try container.decodeIfPresent(Config.self, forKey: .imageProcessor) ?? Config(from: decoder)
     }
 }
 
