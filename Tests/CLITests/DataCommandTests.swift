@@ -10,7 +10,7 @@ import TestSupport
         var contents: [String: Data] = [:]
         for name in names {
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path, isDirectory: &isDirectory)
             if !isDirectory.boolValue { contents[name] = try Data(contentsOf: directory.appendingPathComponent(name)) }
         }
         return contents
