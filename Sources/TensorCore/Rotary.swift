@@ -25,12 +25,27 @@ public struct RotaryEmbedding: Sendable {
         } else {
             axisOfFrequency = Array(repeating: 0, count: half)
         }
-        inverseFrequencies = (0..<half).map { i in
-            // torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), each step rounded to fp32.
-            let exponent = Float(2 * i) / Float(headDim)
-            let power = Float(pow(Double(Float(theta)), Double(exponent)))
-            return 1 / power
-        }
+        inverseFrequencies = (0..<half).map { Self.inverseFrequency($0, dim: headDim, theta: theta) }
+    }
+
+    /// Qwen2-VL's vision rotary embedding (axial 2-D): headDim / 4 frequencies `1 / theta^(4i/headDim)`
+    /// turn with the patch's row and the same frequencies again with its column; positions are
+    /// given as two axes (rows, columns).
+    public init(axialHeadDim headDim: Int, theta: Double) {
+        precondition(headDim % 4 == 0, "axial rotary head_dim must be a multiple of 4, got \(headDim)")
+        self.headDim = headDim
+        self.theta = theta
+        let quarter = headDim / 4
+        let frequencies = (0..<quarter).map { Self.inverseFrequency($0, dim: headDim / 2, theta: theta) }
+        inverseFrequencies = frequencies + frequencies
+        axisOfFrequency = Array(repeating: 0, count: quarter) + Array(repeating: 1, count: quarter)
+    }
+
+    /// torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim))[i], each step rounded to fp32.
+    static func inverseFrequency(_ i: Int, dim: Int, theta: Double) -> Float {
+        let exponent = Float(2 * i) / Float(dim)
+        let power = Float(pow(Double(Float(theta)), Double(exponent)))
+        return 1 / power
     }
 
     /// Rotates every head of values(tokens, heads, headDim) in place; `positions(tokens)` are the
