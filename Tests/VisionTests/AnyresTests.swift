@@ -48,10 +48,7 @@ enum AnyresFixtures {
     static let tokenCountConfigs: [String] = index.map { $0.tokenCounts.keys.sorted() } ?? []
 
     static func floats(_ name: String) throws -> [Float] {
-        let data = try Data(contentsOf: folder.appendingPathComponent(name))
-        return data.withUnsafeBytes { raw in
-            (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
+        littleEndianFloats(try Data(contentsOf: folder.appendingPathComponent(name)))
     }
 
     static func processor(_ config: String) throws -> AnyresProcessor {

@@ -129,12 +129,7 @@ enum Fixtures {
 
     /// A raw little-endian float32 file.
     static func floats(_ relativePath: String, expectedCount: Int) throws -> [Float] {
-        let raw = try bytes(relativePath, expectedCount: expectedCount * 4)
-        return raw.withUnsafeBytes { buffer in
-            (0..<expectedCount).map { index in
-                Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)))
-            }
-        }
+        littleEndianFloats(try bytes(relativePath, expectedCount: expectedCount * 4))
     }
 
     /// The decoding options that reproduce one of the fixture's Python paths (see the script's docstring).
@@ -158,4 +153,13 @@ enum Fixtures {
 /// Largest absolute difference between two equally long byte arrays, as integers.
 func maxByteDifference(_ lhs: [UInt8], _ rhs: [UInt8]) -> Int {
     zip(lhs, rhs).reduce(0) { largest, pair in max(largest, abs(Int(pair.0) - Int(pair.1))) }
+}
+
+/// Raw little-endian float32 values (the fixtures' binary arrays).
+func littleEndianFloats<Bytes: DataProtocol & ContiguousBytes>(_ raw: Bytes) -> [Float] {
+    raw.withUnsafeBytes { buffer in
+        (0..<(buffer.count / 4)).map { index in
+            Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)))
+        }
+    }
 }

@@ -27,10 +27,7 @@ enum Qwen2VLFixtures {
     }()
 
     static func floats(_ name: String) throws -> [Float] {
-        let data = try Data(contentsOf: folder.appendingPathComponent(name))
-        return data.withUnsafeBytes { raw in
-            (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
+        littleEndianFloats(try Data(contentsOf: folder.appendingPathComponent(name)))
     }
 }
 
