@@ -25,9 +25,19 @@ public func maxAbsoluteDifference(_ a: Tensor, _ b: Tensor) -> Float {
     return maxAbsoluteDifference(a.pointer, b.pointer, count: a.count)
 }
 
-/// A fresh empty directory under the temporary folder.
+/// A fresh empty directory for one test, inside this process's folder under the temporary folder
+/// (removed when the test process exits, so runs leave nothing behind).
 public func makeTemporaryDirectory(_ label: String = "pdrop-test") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+    let url = testProcessFolder.appendingPathComponent("\(label)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// This test process's folder of temporary directories; an exit handler removes it.
+private let testProcessFolder: URL = {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("pdrop-tests-\(getpid())-\(UUID().uuidString.prefix(8))")
+    testProcessFolderPath = url.path
+    atexit { if let path = testProcessFolderPath { try? FileManager.default.removeItem(atPath: path) } }
+    return url
+}()
+nonisolated(unsafe) private var testProcessFolderPath: String?
