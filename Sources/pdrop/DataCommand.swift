@@ -80,9 +80,10 @@ struct ScenesDataCommand: ParsableCommand {
 
     func run() throws {
         try failing {
+            let sizes = try self.sizes
             try options.write { index in
                 try Scene.generatedImage(
-                    seed: options.seed, index: index, questionsPerImage: options.questionsPerImage, objectCount: objects, objectSizes: try sizes)
+                    seed: options.seed, index: index, questionsPerImage: options.questionsPerImage, objectCount: objects, objectSizes: sizes)
             }
         }
     }

@@ -22,7 +22,7 @@ import TestSupport
         for (number, fixture) in file.cases.enumerated() {
             let grids = fixture.grids.map { MultimodalRotaryPositions.ImageGrid(frames: $0[0], rows: $0[1], columns: $0[2]) }
             let positions = try MultimodalRotaryPositions(isImageToken: fixture.is_image, grids: grids, mergeSize: fixture.merge_size)
-            #expect([positions.temporal, positions.height, positions.width] == fixture.positions, "case \(number)")
+            #expect(positions.positions.axes == fixture.positions, "case \(number)")
             #expect(positions.ropeDelta == fixture.rope_delta, "case \(number)")
         }
     }

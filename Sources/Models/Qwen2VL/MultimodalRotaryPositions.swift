@@ -4,9 +4,8 @@
 /// on the height / width axes; the text after an image resumes at the start plus the image's larger
 /// side in merged patches. Decoding continues at `tokens + ropeDelta` on every axis.
 public struct MultimodalRotaryPositions: Equatable, Sendable {
-    public var temporal: [Int]  // (tokens)
-    public var height: [Int]  // (tokens)
-    public var width: [Int]  // (tokens)
+    /// (3, tokens): temporal, height and width positions.
+    public let positions: Positions
     /// The largest position + 1 minus the token count: what a decoded token's position adds to its index.
     public let ropeDelta: Int
 
@@ -68,9 +67,7 @@ public struct MultimodalRotaryPositions: Equatable, Sendable {
         guard imageIndex == grids.count else {
             throw MismatchError(reason: "\(grids.count) image(s) given but image tokens for \(imageIndex)")
         }
-        self.temporal = temporal
-        self.height = height
-        self.width = width
+        positions = Positions(axes: [temporal, height, width])
         ropeDelta = position - isImageToken.count
     }
 }

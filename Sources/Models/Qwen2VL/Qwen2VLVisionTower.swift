@@ -116,7 +116,7 @@ public final class Qwen2VLVisionTower {
     }
 
     /// Each patch row's (row, column) in its image, in the processor's merge order: (2, patches).
-    public func patchPositions(grids: [MultimodalRotaryPositions.ImageGrid]) -> [[Int]] {
+    public func patchPositions(grids: [MultimodalRotaryPositions.ImageGrid]) -> Positions {
         let merge = configuration.spatialMergeSize
         var rows: [Int] = [], columns: [Int] = []
         for grid in grids {
@@ -133,7 +133,7 @@ public final class Qwen2VLVisionTower {
                 }
             }
         }
-        return [rows, columns]
+        return Positions(axes: [rows, columns])
     }
 
     /// pixelValues(patches, channels·frames·patch·patch) of the images on `grids`, one after the
@@ -148,7 +148,7 @@ public final class Qwen2VLVisionTower {
         precondition(pixelValues.shape == [framePatches.reduce(0, +), c.patchDimension], "pixel values \(pixelValues.shape) do not fit the grids")
         var states = Tensor(shape: [patches, embed])  // (patches, embed)
         BLAS.matmulTransposedB(states.pointer, pixelValues.pointer, patchEmbedding.pointer, m: patches, n: embed, k: c.patchDimension)
-        let positions = patchPositions(grids: grids)  // (2, patches)
+        let positions = patchPositions(grids: grids).axes  // (2, patches)
         for (index, block) in blocks.enumerated() {
             let normed = Tensor(shape: [patches, embed])  // (patches, embed)
             layerNormForward(normed.pointer, states.pointer, block.norm1Weight.pointer, block.norm1Bias.pointer,
