@@ -204,13 +204,14 @@ public struct SequenceGeneration {
 }
 
 /// Generation with a KV cache from input embeddings promptEmbeddings(promptTokens, hidden) (text
-/// with image features merged in; used as the prefill's working buffer). `reducer` drops image
+/// with image features merged in; used as the prefill's working buffer) at `positions` (0..<promptTokens
+/// by default). `reducer` drops image
 /// tokens of `imageBlocks` during prefill; decode positions follow its position mode. Tokens are
 /// chosen by `parameters.sampling` (greedy by default); with a `tokenizer` the text is streamed
 /// to `onEvent` as it becomes final and stop strings apply. `onEvent` returning `.stop`, or
 /// `cancellation` being set, ends the run before the next decode step.
 public func generate(
-    decoder: any LanguageDecoder, promptEmbeddings: Tensor, imageBlocks: [Range<Int>] = [],
+    decoder: any LanguageDecoder, promptEmbeddings: Tensor, positions: Positions? = nil, imageBlocks: [Range<Int>] = [],
     reducer: VisualTokenReducer = NoReduction(), parameters: GenerationParameters, tokenizer: Tokenizer? = nil,
     cancellation: CancellationFlag? = nil, onEvent: ((GenerationEvent) -> GenerationControl)? = nil
 ) throws -> GenerationResult {
@@ -220,7 +221,7 @@ public func generate(
     let cache = decoder.makeCache(capacity: promptLength + sequence.tokenLimit)
 
     let prefillStart = clock.now
-    let prefill = decoder.prefill(embeddings: promptEmbeddings, imageBlocks: imageBlocks, reducer: reducer, cache: cache)
+    let prefill = decoder.prefill(embeddings: promptEmbeddings, imageBlocks: imageBlocks, reducer: reducer, cache: cache, positions: positions)
     var logits = decoder.logits(prefill.hidden, rows: (prefill.hidden.size(0) - 1)..<prefill.hidden.size(0))  // (1, vocab)
     sequence.result.record(prefill, seconds: (clock.now - prefillStart).inSeconds, lastPromptLogits: logits)
 

@@ -63,6 +63,8 @@ public struct PreparedPrompt {
     public let visionSeconds: Double
     /// Vision-tower tiles of all images (LLaVA-NeXT runs the tower once per tile).
     public let tiles: Int
+    /// The decoder's positions of `inputIds` (Qwen2-VL's 3-D M-RoPE positions); nil for 0..<tokens.
+    public var positions: Positions? = nil
     public var imageTokens: Int { imageBlocks.reduce(0) { $0 + $1.count } }
 }
 
@@ -184,9 +186,9 @@ public final class InferenceSession {
                 switch part {
                 case let .text(value): text.append(value)
                 case let .image(source):
-                    // llava-hf's chat template: every image first, each on a line of its own.
+                    // The family's chat template: every image first (llava-hf's: each on a line of its own).
                     images.append(source)
-                    placeholders += ConversationTemplate.imagePlaceholder + "\n"
+                    placeholders += visionLanguageModel?.imagePlaceholder ?? ""
                 }
             }
             return ConversationTurn(role: message.role == .user ? .human : .gpt, value: placeholders + text.joined(separator: " "))
@@ -228,7 +230,8 @@ public final class InferenceSession {
         let features = images.map { model.imageFeatures($0) }
         return PreparedPrompt(
             inputIds: ids, imageBlocks: imageBlocks(in: ids, imageTokenId: model.imageTokenId, counts: counts), imageFeatures: features,
-            images: sources, visionSeconds: (clock.now - start).inSeconds, tiles: images.reduce(0) { $0 + $1.tiles.count })
+            images: sources, visionSeconds: (clock.now - start).inSeconds, tiles: images.reduce(0) { $0 + $1.tiles.count },
+            positions: try model.promptPositions(tokens: ids, images: images))
     }
 
     /// Fresh input embeddings (prompt tokens, hidden) of a prepared prompt (the prefill uses
@@ -243,7 +246,7 @@ public final class InferenceSession {
     /// The reducer a request describes, for this decoder and prompt (budgets are solved, and
     /// the reducer must keep some tokens, for its first image block).
     public func reducer(_ request: ReductionRequest, for prompt: PreparedPrompt) throws -> VisualTokenReducer {
-        try request.makeReducer(decoder: decoder.shape, imageTokens: prompt.imageBlocks.first?.count)
+        try request.makeReducer(decoder: decoder.shape, imageTokens: prompt.imageBlocks.first?.count, positionAxes: decoder.positionAxes)
     }
 
     /// Generates from a prepared prompt with `reducer`; see `Engine.generate` for the stream,
@@ -253,8 +256,8 @@ public final class InferenceSession {
         cancellation: CancellationFlag? = nil, onEvent: ((GenerationEvent) -> GenerationControl)? = nil
     ) throws -> GenerationResult {
         try Engine.generate(
-            decoder: decoder, promptEmbeddings: embeddings(prompt), imageBlocks: prompt.imageBlocks, reducer: reducer,
-            parameters: parameters, tokenizer: tokenizer, cancellation: cancellation, onEvent: onEvent)
+            decoder: decoder, promptEmbeddings: embeddings(prompt), positions: prompt.positions, imageBlocks: prompt.imageBlocks,
+            reducer: reducer, parameters: parameters, tokenizer: tokenizer, cancellation: cancellation, onEvent: onEvent)
     }
 
     /// Greedy generation of at most `maxNewTokens`.

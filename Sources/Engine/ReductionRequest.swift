@@ -33,8 +33,10 @@ public struct ReductionRequest: Equatable, Sendable {
     /// refused; a budget's solved schedule may keep none in its last stages (that is what a small
     /// budget buys), so it is not. A budget over a prompt without images has nothing to solve:
     /// the kind's default setting stands in (it drops nothing, there being nothing to drop).
-    public func makeReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
-        let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens)
+    /// With multi-axis positions (`positionAxes` 3: Qwen2-VL's M-RoPE) kept tokens keep their
+    /// positions; reindexing is refused (PYRAMIDDROP.md §9).
+    public func makeReducer(decoder: DecoderShape, imageTokens: Int?, positionAxes: Int = 1) throws -> VisualTokenReducer {
+        let reducer = try makeUncheckedReducer(decoder: decoder, imageTokens: imageTokens, positionAxes: positionAxes)
         if let imageTokens, budget == nil {
             for (drop, layer) in reducer.dropLayers.enumerated() where reducer.keptCount(originalCount: imageTokens, afterDrop: drop) < 1 {
                 throw ReductionSettingError.invalid(
@@ -45,7 +47,7 @@ public struct ReductionRequest: Equatable, Sendable {
         return reducer
     }
 
-    private func makeUncheckedReducer(decoder: DecoderShape, imageTokens: Int?) throws -> VisualTokenReducer {
+    private func makeUncheckedReducer(decoder: DecoderShape, imageTokens: Int?, positionAxes: Int) throws -> VisualTokenReducer {
         let scheduleFlags = layers != nil || ratios != nil || lambda != nil || stages != nil
         let fastVFlags = fastVLayer != nil || fastVRatio != nil
         switch kind {
@@ -74,8 +76,9 @@ public struct ReductionRequest: Equatable, Sendable {
             } else {
                 schedule = try PyramidDropSchedule.paperDefault(layerCount: decoder.layers)
             }
-            if kind == .random { return RandomDropReducer(schedule: schedule, seed: randomSeed ?? 0, positionMode: positions ?? .reindex) }
-            return PyramidDropReducer(schedule: schedule, positionMode: positions ?? .reindex)
+            let mode = try positionMode(methodDefault: .reindex, positionAxes: positionAxes)
+            if kind == .random { return RandomDropReducer(schedule: schedule, seed: randomSeed ?? 0, positionMode: mode) }
+            return PyramidDropReducer(schedule: schedule, positionMode: mode)
         case .fastv:
             if scheduleFlags { throw ReductionSettingError.invalid("a schedule (layers, ratios, λ, stages) needs the pdrop or random reduction") }
             if randomSeed != nil { throw ReductionSettingError.invalid("a random seed needs the random reduction") }
@@ -86,8 +89,20 @@ public struct ReductionRequest: Equatable, Sendable {
             } else {
                 setting = try FastVSetting(layer: fastVLayer ?? 2, dropRatio: fastVRatio ?? 0.5, layerCount: decoder.layers)
             }
-            return FastVReducer(setting: setting, positionMode: positions ?? .preserve)
+            return FastVReducer(setting: setting, positionMode: try positionMode(methodDefault: .preserve, positionAxes: positionAxes))
         }
+    }
+
+    /// The position mode asked for, else the method's own; positions of several axes (M-RoPE)
+    /// are only preserved: re-indexing has no meaning for a 2-D grid.
+    private func positionMode(methodDefault: PositionMode, positionAxes: Int) throws -> PositionMode {
+        guard positionAxes > 1 else { return positions ?? methodDefault }
+        if positions == .reindex {
+            throw ReductionSettingError.invalid(
+                "positions 'reindex' has no meaning for this model's \(positionAxes)-axis (M-RoPE) positions: a kept image token keeps "
+                    + "its (temporal, height, width) position, and renumbering a 2-D grid as a line would misplace it; use 'preserve'")
+        }
+        return .preserve
     }
 }
 

@@ -52,18 +52,20 @@ func requirePositive(_ sizes: KeyValuePairs<String, Int>, file: String, keyPrefi
 
 // MARK: - config.json
 
-/// What a checkpoint directory's config.json describes: a decoder alone, or a LLaVA-style
+/// What a checkpoint directory's config.json describes: a decoder alone, a LLaVA-style
 /// vision-language model (every family registered with that configuration schema, told apart by
-/// `model_type`). Which family builds the model is the registry's decision (`ModelRegistry`).
+/// `model_type`), or a Qwen2-VL. Which family builds the model is the registry's decision (`ModelRegistry`).
 public enum ModelConfiguration: Equatable, Sendable {
     case llama(LlamaConfiguration)
     case llava(LlavaConfiguration)
+    case qwen2VL(Qwen2VLConfiguration)
 
     /// The language model's configuration, whichever the kind.
     public var text: LlamaConfiguration {
         switch self {
         case let .llama(configuration): return configuration
         case let .llava(configuration): return configuration.textConfig
+        case let .qwen2VL(configuration): return configuration.text
         }
     }
 

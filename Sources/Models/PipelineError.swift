@@ -13,6 +13,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case keptPictureNeedsSingleTile(directory: String)
     case noTokenizer(directory: String)
     case imageTokenIsSpecial(directory: String, token: Int)
+    case padToSquareWithDynamicResolution(directory: String)
+    case processorDisagrees(directory: String, reason: String)
+    case imageUnusable(source: String, reason: String)
 
     public var description: String {
         switch self {
@@ -39,6 +42,12 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
         case let .imageTokenIsSpecial(directory, token):
             return "\(directory): config.json's image_token_index \(token) is a special token the tokenizer adds itself "
                 + "(BOS or EOS), so every prompt would get an image there; it should be the id of <image> in tokenizer.json"
+        case let .padToSquareWithDynamicResolution(directory):
+            return "\(directory): padding to a square is LLaVA-1.5's preprocessing; Qwen2-VL takes each image at its own aspect ratio"
+        case let .processorDisagrees(directory, reason):
+            return "\(directory): \(reason)"
+        case let .imageUnusable(source, reason):
+            return "\(source): cannot preprocess the image: \(reason)"
         case let .noTokenizer(directory):
             return "\(directory): no tokenizer.json, so text cannot be encoded; give token ids instead"
         }

@@ -7,14 +7,17 @@ import Vision
 
 /// One image made ready for the vision tower: its tiles' pixel values, each (channels, side, side)
 /// (one tile for LLaVA-1.5; LLaVA-NeXT's base image then the grid's tiles row by row), and for
-/// an anyres family where the tiles' features go (`grid`).
+/// an anyres family where the tiles' features go (`grid`). A dynamic-resolution family (Qwen2-VL)
+/// has one "tile" of patch rows (patches, channels·frames·patch·patch) on `patchGrid`.
 public struct ImageInput {
     public let tiles: [Tensor]
     public let grid: AnyresFeatureGrid?
+    public let patchGrid: MultimodalRotaryPositions.ImageGrid?
 
-    public init(tiles: [Tensor], grid: AnyresFeatureGrid? = nil) {
+    public init(tiles: [Tensor], grid: AnyresFeatureGrid? = nil, patchGrid: MultimodalRotaryPositions.ImageGrid? = nil) {
         self.tiles = tiles
         self.grid = grid
+        self.patchGrid = patchGrid
     }
 }
 
@@ -63,6 +66,17 @@ public protocol VisionLanguageModel: AnyObject {
     var projectorInputWidth: Int { get }
     /// The processor that the checkpoint in `directory` describes, with `options`.
     func makeImageProcessor(directory: URL, options: ImageProcessingOptions) throws -> any ImageProcessing
+    /// What a chat template writes for one image (its image token once, expanded per token later).
+    var imagePlaceholder: String { get }
+    /// The decoder's positions for a prompt of `tokens` (image tokens expanded) holding `images`;
+    /// nil where they are 0..<tokens (1-D RoPE).
+    func promptPositions(tokens: [Int], images: [ImageInput]) throws -> Positions?
+}
+
+extension VisionLanguageModel {
+    /// llava-hf's chat template: each image first, on a line of its own.
+    public var imagePlaceholder: String { "<image>\n" }
+    public func promptPositions(tokens: [Int], images: [ImageInput]) throws -> Positions? { nil }
 }
 
 /// Errors in matching images to the prompt's image tokens.

@@ -58,7 +58,7 @@ public final class ServedModel: @unchecked Sendable {
             let session = try InferenceSession(directory: directory, imageOptions: ImageProcessingOptions(), template: template)
             session.imageDecoding.maxPixelCount = options.maxImagePixels
             // The default reduction must suit this decoder (layers in range, settings that go together).
-            _ = try options.defaultReduction.makeReducer(decoder: session.decoder.shape, imageTokens: nil)
+            _ = try options.defaultReduction.makeReducer(decoder: session.decoder.shape, imageTokens: nil, positionAxes: session.decoder.positionAxes)
             ready(DecodeScheduler(session: session, slots: options.parallel, maxQueue: options.maxQueue, metrics: metrics, observer: observer))
         } catch {
             lock.withLock { loadError = "\(error)" }

@@ -26,7 +26,9 @@ public struct NoReduction: VisualTokenReducer {
     public var dropLayers: [Int] { [] }
     public func keptCount(originalCount: Int, afterDrop drop: Int) -> Int { originalCount }
     public var scoring: ScoringRule { .nextLayerQueryKey }
-    public var positionMode: PositionMode { .reindex }
+    /// Nothing is dropped, so every token keeps its own position (for 1-D positions the same as
+    /// reindexing; for M-RoPE's the only right choice).
+    public var positionMode: PositionMode { .preserve }
 }
 
 /// PyramidDrop: a drop at the end of every stage, ranked by the next layer's queries.

@@ -38,8 +38,8 @@ extension LlamaModel {
             queries: tape.queries.pointer, keys: tape.keys.pointer, values: tape.values.pointer, output: tape.attended.pointer,
             queryCount: tokens, keyCount: tokens, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim
         ) { $0 + 1 }
-        rotary.apply(dQueries.pointer, tokens: tokens, heads: heads, positions: tape.positions, inverse: true)
-        rotary.apply(dKeys.pointer, tokens: tokens, heads: keyValueHeads, positions: tape.positions, inverse: true)
+        rotary.apply(dQueries.pointer, tokens: tokens, heads: heads, positionAxes: tape.positions.axes, inverse: true)
+        rotary.apply(dKeys.pointer, tokens: tokens, heads: keyValueHeads, positionAxes: tape.positions.axes, inverse: true)
         let dInputNormed = Tensor(shape: [tokens, width])  // (tokens, hidden)
         backward(layer.queryProjection, gradients?.queryProjection, dinput: dInputNormed, doutput: dQueries, input: tape.inputNormed)
         backward(layer.keyProjection, gradients?.keyProjection, dinput: dInputNormed, doutput: dKeys, input: tape.inputNormed)

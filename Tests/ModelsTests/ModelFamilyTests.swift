@@ -98,8 +98,8 @@ final class PooledLlava: LlavaModel {
 
     @Test func anUnknownModelTypeNamesTheFamiliesThereAre() throws {
         let error = #expect(throws: ConfigurationError.self) {
-            try ModelConfiguration.parse(Data(#"{"model_type": "qwen2_vl"}"#.utf8), file: "config.json")
+            try ModelConfiguration.parse(Data(#"{"model_type": "mllama"}"#.utf8), file: "config.json")
         }
-        #expect("\(error!)".contains("'qwen2_vl' is not supported") && "\(error!)".contains("'llava_next'"))
+        #expect("\(error!)".contains("'mllama' is not supported") && "\(error!)".contains("'llava_next'") && "\(error!)".contains("'qwen2_vl'"))
     }
 }

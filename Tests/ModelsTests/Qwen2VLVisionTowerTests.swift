@@ -7,7 +7,7 @@ import TestSupport
 import Vision
 
 /// Qwen2-VL's vision tower against transformers on tools/reference/make_qwen2vl_fixtures.py's tiny
-/// random checkpoint: two photographs of different grids (6 × 8 and 12 × 4 patches) through our
+/// random checkpoint: two photographs of different grids (12 × 18 and 20 × 8 patches) through our
 /// image processor, then every block's output and the merged tokens.
 @Suite struct Qwen2VLVisionTowerTests {
     @Test func everyBlockAndTheMergedTokensMatchTransformers() throws {

@@ -1,8 +1,14 @@
 """Writes Tests/Fixtures/tiny-qwen2-vl: a tiny random Qwen2VLForConditionalGeneration as transformers 5's
-save_pretrained writes it (model.visual.*, model.language_model.*), and reference.safetensors with what
-transformers' vision tower computes for two photographs of different grids (the processor's
-pixel_values, one image after the other): every block's output (patches in merge order) and the
-merger's output (one row per language-model token).
+save_pretrained writes it (visual.*, model.layers.*: the hub's names), a small byte-level BPE tokenizer
+with Qwen2's pre-tokenizer, special tokens and chat template (trained here on a few sentences, so that
+the vocabulary and the embedding stay small), and reference.safetensors with what transformers computes:
+
+  * the vision tower on two photographs of different grids (the processor's pixel_values, one image
+    after the other): every block's output (patches in merge order) and the merger's output;
+  * a chat prompt with one photograph through Qwen2VLProcessor (apply_chat_template, then the
+    processor): input_ids, image_grid_thw, the 3-D position ids and rope delta of get_rope_index,
+    every decoder layer's output, the last position's logits, and 16 greedy tokens (argmax, no stop
+    at EOS) each recomputed over the whole sequence.
 
 Run: python tools/reference/make_qwen2vl_fixtures.py   (from the package root)"""
 import json
@@ -12,43 +18,125 @@ from pathlib import Path
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from common import fixture_dir, randomize
 
+GREEDY_STEPS = 16
+MIN_PIXELS, MAX_PIXELS = 3136, 50176
+QUESTION = "What is shown in this image?"
+# Qwen2-VL-7B-Instruct's chat template (images and text only).
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+CORPUS = [
+    "What is shown in this image? A cat is sitting on a wooden floor and looking at the camera.",
+    "You are a helpful assistant. Describe the picture in one sentence.",
+    "The cat has orange, white and black fur; its eyes are yellow. There is a door behind it.",
+    "How many objects are in the image? Three: a red circle, a green square and a blue triangle.",
+    "system user assistant image picture photo animal kitten tabby whiskers ears nose tail",
+] * 4
+
+
+def make_tokenizer():
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHAT_TEMPLATE)
+
+
 torch.manual_seed(0)
 root = Path(__file__).resolve().parents[2]
+tokenizer = make_tokenizer()
+ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
 config = Qwen2VLConfig(
-    text_config={"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "max_position_embeddings": 1024,
+    text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "max_position_embeddings": 1024,
+                 "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
                  "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0}},
     vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 4, "mlp_ratio": 2, "spatial_merge_size": 2,
                    "patch_size": 14, "temporal_patch_size": 2, "in_channels": 3},
-    image_token_id=500, video_token_id=501, vision_start_token_id=502, vision_end_token_id=503, tie_word_embeddings=True)
+    image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+    vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
 model = Qwen2VLForConditionalGeneration(config).eval()
 randomize(model, seed=11, std=0.1)
 out = fixture_dir("tiny-qwen2-vl")
+for stale in ("model.safetensors", "reference.safetensors"):
+    if os.path.exists(os.path.join(out, stale)):
+        os.remove(os.path.join(out, stale))
 model.save_pretrained(out)
+tokenizer.save_pretrained(out)
+(Path(out) / "preprocessor_config.json").write_text(json.dumps(
+    {"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+     "image_processor_type": "Qwen2VLImageProcessor"}, indent=2) + "\n")
 model = Qwen2VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32).eval()
+image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+reference = {}
 
-processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12544)
+# The vision tower on two images of different grids.
 images = [Image.open(root / "Tests/Fixtures/images/chelsea.jpg").convert("RGB"),
           Image.open(root / "Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png").convert("RGB")]
-batch = processor(images=images, return_tensors="pt")
-pixel_values, grids = batch["pixel_values"], batch["image_grid_thw"]
-(Path(out) / "preprocessor_config.json").write_text(json.dumps(
-    {"min_pixels": 3136, "max_pixels": 12544, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-     "image_processor_type": "Qwen2VLImageProcessor"}, indent=2))
+batch = image_processor(images=images, return_tensors="pt")
 blocks = []
 hooks = [block.register_forward_hook(lambda module, args, output: blocks.append(output.detach().clone()))
          for block in model.model.visual.blocks]
 with torch.no_grad():
-    merged = model.model.visual(pixel_values, grid_thw=grids).pooler_output
+    merged = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
 for hook in hooks:
     hook.remove()
-reference = {"image_grid_thw": grids.to(torch.int64), "vision.merged": merged.contiguous()}
+reference.update({"image_grid_thw": batch["image_grid_thw"].to(torch.int64), "vision.merged": merged.contiguous()})
 reference.update({f"vision.block.{i}": tensor.contiguous() for i, tensor in enumerate(blocks)})
-save_file(reference, os.path.join(out, "reference.safetensors"), metadata={"source": "transformers Qwen2VLForConditionalGeneration vision tower",
-                                                                             "images": "Tests/Fixtures/images/chelsea.jpg,Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png"})
-print("tiny-qwen2-vl:", grids.tolist(), tuple(merged.shape), sorted(k for k in model.state_dict() if "visual" in k)[:4])
+
+# A chat prompt with one image, through the processor and the whole model.
+# Without torchvision, transformers' class check trips over the (unused) video processor mapping; the
+# image processor and tokenizer given are the right classes, so the check is skipped.
+Qwen2VLProcessor.check_argument_for_proper_class = lambda self, name, argument: None
+processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=CHAT_TEMPLATE)
+messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+inputs = processor(text=[text], images=[images[0]], return_tensors="pt", return_mm_token_type_ids=True)
+position_ids, rope_deltas = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
+                                                       image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+layers = []
+hooks = [layer.register_forward_hook(lambda module, args, output: layers.append((output[0] if isinstance(output, tuple) else output).detach().clone()))
+         for layer in model.model.language_model.layers]
+with torch.no_grad():
+    logits = model(**inputs).logits[0]
+for hook in hooks:
+    hook.remove()
+sequence = inputs["input_ids"]
+greedy = []
+with torch.no_grad():
+    for _ in range(GREEDY_STEPS):
+        types = torch.cat([inputs["mm_token_type_ids"], torch.zeros((1, sequence.shape[1] - inputs["input_ids"].shape[1]), dtype=torch.int64)], 1)
+        step = model(input_ids=sequence, attention_mask=torch.ones_like(sequence), pixel_values=inputs["pixel_values"],
+                     image_grid_thw=inputs["image_grid_thw"], mm_token_type_ids=types).logits[0, -1]
+        greedy.append(int(step.argmax()))
+        sequence = torch.cat([sequence, torch.tensor([[greedy[-1]]])], dim=1)
+reference.update({
+    "prompt.input_ids": inputs["input_ids"][0].to(torch.int64), "prompt.image_grid_thw": inputs["image_grid_thw"].to(torch.int64),
+    "prompt.position_ids": position_ids[:, 0].to(torch.int64).contiguous(), "prompt.rope_delta": rope_deltas.reshape(1).to(torch.int64),
+    "prompt.last_logits": logits[-1].contiguous(), "prompt.greedy": torch.tensor(greedy, dtype=torch.int64)})
+reference.update({f"prompt.layer.{i}": tensor[0].contiguous() for i, tensor in enumerate(layers)})
+save_file(reference, os.path.join(out, "reference.safetensors"), metadata={
+    "source": "transformers 5.23 Qwen2VLForConditionalGeneration, Qwen2VLProcessor",
+    "images": "Tests/Fixtures/images/chelsea.jpg,Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png", "prompt": text})
+print("tiny-qwen2-vl: grids", batch["image_grid_thw"].tolist(), "prompt", len(inputs["input_ids"][0]), "tokens,",
+      int((inputs["input_ids"][0] == config.image_token_id).sum()), "image tokens; greedy", greedy)
+print(repr(text))

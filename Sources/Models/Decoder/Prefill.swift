@@ -33,6 +33,9 @@ extension LanguageDecoder {
     ) -> PrefillResult {
         let promptLength = embeddings.size(0)
         let start = positions ?? .sequential(promptLength, axisCount: positionAxes)
+        precondition(
+            positionAxes == 1 || reducer.dropLayers.isEmpty || reducer.positionMode == .preserve,
+            "\(positionAxes)-axis positions are preserved after a drop (PYRAMIDDROP.md §9); ReductionRequest refuses reindex")
         var driver = ReductionDriver(reducer: reducer, imageBlocks: imageBlocks, positions: start)
         let hidden = driver.run(
             hidden: embeddings, layerCount: layerCount,

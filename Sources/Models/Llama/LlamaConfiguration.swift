@@ -20,6 +20,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
     public var ropeTheta: Double = 10000
     /// Only "default" (plain RoPE, as LLaMA-2/Vicuna use) is implemented.
     public var ropeType: String = "default"
+    /// Qwen2-VL's M-RoPE: how many of the head's headDim / 2 rotary frequencies turn with the
+    /// temporal, height and width positions (`rope_parameters.mrope_section`); nil for 1-D RoPE.
+    public var mropeSection: [Int]? = nil
     /// Biases on the query, key and value projections (LLaMA's `attention_bias`; always on in Qwen2).
     public var attentionBias: Bool = false
     /// A bias on the output projection: LLaMA's `attention_bias` sets it too; Qwen2 has none.
@@ -45,7 +48,8 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         var ropeTheta: Double?
         var ropeType: String?
         var type: String?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type", type }
+        var mropeSection: [Int]?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type", type, mropeSection = "mrope_section" }
     }
 
     /// A configuration with transformers' defaults, changed by `adjust`.
@@ -82,6 +86,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
             ?? c.decodeIfPresent(RopeParameters.self, forKey: .ropeScaling)
         ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? ropeTheta
         ropeType = parameters?.ropeType ?? parameters?.type ?? ropeType
+        mropeSection = parameters?.mropeSection
+        // Older Qwen2-VL files name M-RoPE as a type of its own ("mrope"); it is the default RoPE per axis.
+        if ropeType == "mrope" && mropeSection != nil { ropeType = "default" }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -97,6 +104,9 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
         try c.encode(rmsNormEps, forKey: .rmsNormEps)
         try c.encode(ropeTheta, forKey: .ropeTheta)
+        if let mropeSection {
+            try c.encode(RopeParameters(ropeTheta: ropeTheta, ropeType: ropeType, mropeSection: mropeSection), forKey: .ropeParameters)
+        }
         try c.encode(attentionBias, forKey: .attentionBias)
         try c.encode(mlpBias, forKey: .mlpBias)
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
@@ -122,5 +132,8 @@ public struct LlamaConfiguration: Codable, Equatable, Sendable {
         if ropeType != "default" { throw fail("rope_type", "'\(ropeType)' is not supported (only 'default')") }
         if !(rmsNormEps > 0) { throw fail("rms_norm_eps", "must be positive, got \(rmsNormEps)") }
         if !(ropeTheta > 0) { throw fail("rope_theta", "must be positive, got \(ropeTheta)") }
+        if let mropeSection, mropeSection.reduce(0, +) != headDim / 2 || mropeSection.contains(where: { $0 < 0 }) {
+            throw fail("rope_parameters.mrope_section", "\(mropeSection) must be non-negative and add up to head_dim / 2 = \(headDim / 2)")
+        }
     }
 }

@@ -48,7 +48,7 @@ public struct DecoderLayerActivations {
     public let gate: Tensor  // (tokens, intermediate): gate_proj output, before SiLU
     public let up: Tensor  // (tokens, intermediate)
     public let activated: Tensor  // (tokens, intermediate): silu(gate)·up
-    public let positions: [Int]  // (tokens,) rotary positions
+    public let positions: Positions  // (axes, tokens) rotary positions
 }
 
 /// LLaMA as transformers' `LlamaModel` + `lm_head`: embedding, RMSNorm, rotary grouped-query
@@ -67,7 +67,7 @@ public final class LlamaModel: LanguageDecoder {
     public var shape: DecoderShape { DecoderShape(configuration) }
     public var contextLength: Int { configuration.maxPositionEmbeddings }
     public var endOfSequenceIds: Set<Int> { Set(configuration.eosTokenIds) }
-    public var positionAxes: Int { 1 }
+    public var positionAxes: Int { configuration.mropeSection?.count ?? 1 }
 
     /// Loads the language model's tensors from `loader` under `layout`; with a checkpoint, call
     /// `WeightLoader.finish` afterwards to report what did not match.
@@ -99,7 +99,7 @@ public final class LlamaModel: LanguageDecoder {
         } else {
             lmHead = loader.takeMatrix(headName, rows: c.vocabSize, columns: hidden)
         }
-        rotary = RotaryEmbedding(headDim: headDim, theta: c.ropeTheta)
+        rotary = RotaryEmbedding(headDim: headDim, theta: c.ropeTheta, sections: c.mropeSection)
     }
 
     /// A fresh cache sized for `capacity` tokens per layer (it grows if needed).
@@ -151,7 +151,7 @@ public final class LlamaModel: LanguageDecoder {
         layer index: Int, input: Tensor, positions allPositions: Positions, attention context: AttentionContext = .causal
     ) -> (output: Tensor, activations: DecoderLayerActivations) {
         let layer = layers[index]
-        let positions = allPositions.linear  // (tokens,)
+        let positions = allPositions.axes  // (axes, tokens)
         let c = configuration
         let tokens = input.size(0), width = hiddenSize
         let headDim = c.headDim, heads = c.numAttentionHeads, keyValueHeads = c.numKeyValueHeads
@@ -161,8 +161,8 @@ public final class LlamaModel: LanguageDecoder {
         let queries = layer.queryProjection(inputNormed)  // (tokens, heads·headDim)
         let keys = layer.keyProjection(inputNormed)  // (tokens, kvHeads·headDim)
         let values = layer.valueProjection(inputNormed)  // (tokens, kvHeads·headDim)
-        rotary.apply(queries.pointer, tokens: tokens, heads: heads, positions: positions)
-        rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positions: positions)
+        rotary.apply(queries.pointer, tokens: tokens, heads: heads, positionAxes: positions)
+        rotary.apply(keys.pointer, tokens: tokens, heads: keyValueHeads, positionAxes: positions)
         let attended = Tensor(shape: [tokens, heads * headDim])  // (tokens, heads·headDim)
         switch context {
         case .causal:
@@ -200,16 +200,16 @@ public final class LlamaModel: LanguageDecoder {
         addInPlace(output.pointer, afterAttention.pointer, count: output.count)
         let activations = DecoderLayerActivations(
             input: input, inputNormed: inputNormed, queries: queries, keys: keys, values: values, attended: attended,
-            afterAttention: afterAttention, postNormed: postNormed, gate: gate, up: up, activated: activated, positions: positions)
+            afterAttention: afterAttention, postNormed: postNormed, gate: gate, up: up, activated: activated, positions: allPositions)
         return (output, activations)
     }
 
     /// Attention that each key row receives from `queryRows`, as PyramidDrop ranks: layer
     /// `layer`'s input norm, query and key projections applied to input(tokens, hidden), RoPE at
-    /// `positions`, softmax over all keys with the causal mask in fp32, averaged over heads and
-    /// query rows. Only the query rows are projected and scored: no (tokens × tokens) matrix.
-    public func queryAttention(layer index: Int, input: Tensor, positions allPositions: Positions, queryRows: [Int]) -> [Float] {
-        let positions = allPositions.linear  // (tokens,)
+    /// `positions` (M-RoPE at each token's own triple), softmax over all keys with the causal mask
+    /// in fp32, averaged over heads and query rows. Only the query rows are projected and scored:
+    /// no (tokens × tokens) matrix.
+    public func queryAttention(layer index: Int, input: Tensor, positions: Positions, queryRows: [Int]) -> [Float] {
         let weights = layers[index]
         let c = configuration
         let tokens = input.size(0), width = hiddenSize, heads = c.numAttentionHeads, headDim = c.headDim
@@ -217,9 +217,9 @@ public final class LlamaModel: LanguageDecoder {
         let normed = Tensor(shape: [tokens, width])  // (tokens, hidden)
         rmsNormForward(normed.pointer, input.pointer, weights.inputNorm.pointer, rows: tokens, dim: width, epsilon: c.rmsNormEps)
         let keys = weights.keyProjection(normed)  // (tokens, kvHeads·headDim)
-        rotary.apply(keys.pointer, tokens: tokens, heads: c.numKeyValueHeads, positions: positions)
+        rotary.apply(keys.pointer, tokens: tokens, heads: c.numKeyValueHeads, positionAxes: positions.axes)
         let queries = weights.queryProjection(gatherRows(normed, queryRows))  // (rows, heads·headDim)
-        rotary.apply(queries.pointer, tokens: queryRows.count, heads: heads, positions: queryRows.map { positions[$0] })
+        rotary.apply(queries.pointer, tokens: queryRows.count, heads: heads, positionAxes: positions.gathering(queryRows).axes)
 
         let rowScores = Tensor(shape: [queryRows.count, tokens])  // (rows, tokens) for one head
         var total = [Float](repeating: 0, count: tokens)  // (tokens,)

@@ -21,7 +21,7 @@ public struct Qwen2VLVisionConfiguration: Equatable, Sendable, Decodable {
 
     enum CodingKeys: String, CodingKey {
         case depth, embedDim = "embed_dim", hiddenSize = "hidden_size", hiddenAct = "hidden_act", mlpRatio = "mlp_ratio"
-        case numHeads = "num_heads", inChannels = "in_channels", patchSize = "patch_size", spatialMergeSize = "spatial_merge_size"
+        case numHeads = "num_heads", inChannels = "in_channels", inChans = "in_chans", patchSize = "patch_size", spatialMergeSize = "spatial_merge_size"
         case temporalPatchSize = "temporal_patch_size", ropeParameters = "rope_parameters"
     }
 
@@ -39,6 +39,7 @@ public struct Qwen2VLVisionConfiguration: Equatable, Sendable, Decodable {
         try c.update(&hiddenAct, .hiddenAct)
         try c.update(&mlpRatio, .mlpRatio)
         try c.update(&numHeads, .numHeads)
+        try c.update(&inChannels, .inChans)  // the hub's files
         try c.update(&inChannels, .inChannels)
         try c.update(&patchSize, .patchSize)
         try c.update(&spatialMergeSize, .spatialMergeSize)

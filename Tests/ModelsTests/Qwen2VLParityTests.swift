@@ -1,0 +1,85 @@
+import Engine
+import Foundation
+import Models
+import SafeTensors
+import TensorCore
+import Testing
+import TestSupport
+import TokenReduction
+
+/// Qwen2-VL end to end against transformers (tools/reference/make_qwen2vl_fixtures.py): a chat
+/// message with a photograph through our session (ChatML from the checkpoint's chat template,
+/// byte-level BPE, the image processor, `<|image_pad|>` expansion) gives the processor's input ids
+/// and `get_rope_index`'s 3-D positions; then every decoder layer, the last logits and 16 greedy
+/// tokens (decoding continues at the rope delta), in both weight layouts.
+@Suite struct Qwen2VLParityTests {
+    static let directory = Fixtures.url("tiny-qwen2-vl")
+    static let question = "What is shown in this image?"
+
+    func reference() throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: Self.directory.appendingPathComponent("reference.safetensors").path)
+    }
+
+    func preparedPrompt(_ session: InferenceSession) throws -> PreparedPrompt {
+        try session.prepare(.messages([ChatMessage(
+            role: .user, parts: [.image(.file(Fixtures.url("images/chelsea.jpg"))), .text(Self.question)])]))
+    }
+
+    @Test func inputIdsAndPositionsMatchTheProcessor() throws {
+        let session = try InferenceSession(directory: Self.directory)
+        let reference = try reference()
+        let prompt = try preparedPrompt(session)
+        #expect(prompt.inputIds == (try reference.integers("prompt.input_ids")))
+        let expectedPositions = try reference.integers("prompt.position_ids")  // (3, tokens) row-major
+        let positions = try #require(prompt.positions)
+        #expect(positions.axes.flatMap { $0 } == expectedPositions)
+        #expect(positions.next - prompt.inputIds.count == (try reference.integers("prompt.rope_delta"))[0])
+        #expect(prompt.imageBlocks.count == 1 && prompt.imageBlocks[0].count == 54)
+    }
+
+    @Test func everyLayerTheLogitsAndGreedyTokensMatchTransformers() throws {
+        let session = try InferenceSession(directory: Self.directory)
+        let reference = try reference()
+        let prompt = try preparedPrompt(session)
+        let decoder = try #require(session.loaded.llama)
+        #expect(decoder.positionAxes == 3)
+        let hidden = try session.embeddings(prompt)  // (tokens, hidden)
+        var layerDifferences: [Float] = []
+        decoder.runLayers(hidden: hidden, positions: try #require(prompt.positions), cache: decoder.makeCache(capacity: hidden.size(0))) { _, layer, tensor in
+            guard let expected = try? reference.floatTensor("prompt.layer.\(layer)") else { return }
+            let scale = max(1, expected.buffer.map(abs).max() ?? 0)
+            layerDifferences.append(maxAbsoluteDifference(tensor, expected) / scale)
+        }
+        #expect(layerDifferences.count == decoder.layers.count && layerDifferences.allSatisfy { $0 < 1e-5 }, "\(layerDifferences)")
+        let logits = decoder.logits(hidden, rows: (hidden.size(0) - 1)..<hidden.size(0))  // (1, vocab)
+        let expectedLogits = try reference.floatTensor("prompt.last_logits")
+        let logitDifference = maxAbsoluteDifference(logits, expectedLogits) / max(1, expectedLogits.buffer.map(abs).max() ?? 0)
+        #expect(logitDifference < 1e-4)
+        print("tiny-qwen2-vl prompt: decoder layers \(layerDifferences) (relative), last logits \(logitDifference) (relative to the largest)")
+
+        let result = try session.generate(prompt, reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
+        #expect(result.tokens == (try reference.integers("prompt.greedy")))
+    }
+
+    /// transformers 4.5x saved Qwen2-VL as model.language_model.* and model.visual.*: the same
+    /// model, the same answer.
+    @Test func theNestedWeightLayoutGivesTheSameAnswer() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for file in try FileManager.default.contentsOfDirectory(atPath: Self.directory.path) where file != "model.safetensors" {
+            try FileManager.default.copyItem(at: Self.directory.appendingPathComponent(file), to: directory.appendingPathComponent(file))
+        }
+        let source = try Checkpoint(directory: Self.directory)
+        let items = try source.tensorNames.map { name -> SafeTensorsWriter.Item in
+            let renamed = name.hasPrefix("visual.") ? "model." + name
+                : name.hasPrefix("model.") ? "model.language_model." + name.dropFirst("model.".count) : name
+            return SafeTensorsWriter.Item(name: renamed, tensor: try source.floatTensor(name))
+        }
+        #expect(items.contains { $0.name == "model.visual.patch_embed.proj.weight" })
+        try SafeTensorsWriter.write(items, to: directory.appendingPathComponent("model.safetensors"))
+        let session = try InferenceSession(directory: directory)
+        #expect(session.loaded.languageLayout == Qwen2VLLayout.nested.language)
+        let result = try session.generate(try preparedPrompt(session), reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
+        #expect(result.tokens == (try reference().integers("prompt.greedy")))
+    }
+}
