@@ -61,6 +61,47 @@ import TokenReduction
         #expect(result.tokens == (try reference.integers("prompt.greedy")))
     }
 
+    /// PyramidDrop (drops after layers 1, 2, 3 keeping 50%, 25%, 12.5%) and FastV (after layer 2,
+    /// half) on 3-D positions as PYRAMIDDROP.md §9 fixes them, against tools/reference/pdrop_reference.py:
+    /// kept tokens, preserved positions, the pyramid cache, last logits and 16 greedy tokens.
+    @Test(arguments: ["pdrop", "fastv"])
+    func keptTokensAndAnswersUnderReductionMatchTheReference(_ name: String) throws {
+        let session = try InferenceSession(directory: Self.directory)
+        let reference = try reference()
+        let prompt = try preparedPrompt(session)
+        var request = ReductionRequest()
+        if name == "pdrop" {
+            (request.kind, request.layers, request.ratios) = (.pdrop, [1, 2, 3], [0.5, 0.25, 0.125])
+        } else {
+            (request.kind, request.fastVLayer, request.fastVRatio) = (.fastv, 2, 0.5)
+        }
+        let reducer = try session.reducer(request, for: prompt)
+        #expect(reducer.positionMode == .preserve)
+        let cache = session.decoder.makeCache(capacity: prompt.inputIds.count)
+        let prefill = session.decoder.prefill(
+            embeddings: try session.embeddings(prompt), imageBlocks: prompt.imageBlocks, reducer: reducer, cache: cache, positions: prompt.positions)
+        for drop in reducer.dropLayers.indices {
+            #expect(prefill.keptImageTokens[drop] == [try reference.integers("\(name).kept.\(drop)")], "\(name) drop \(drop)")
+        }
+        #expect(prefill.positions.axes.flatMap { $0 } == (try reference.integers("\(name).positions")))
+        #expect(cache.layers.map(\.length) == (try reference.integers("\(name).cache_lengths")))
+
+        let result = try session.generate(prompt, reducer: reducer, maxNewTokens: 16, stopAtEndOfSequence: false)
+        let expectedLogits = try reference.floatTensor("\(name).logits.last")
+        let logitDifference = zip(result.lastPromptLogits, expectedLogits.buffer).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(logitDifference < 1e-4 * max(1, expectedLogits.buffer.map(abs).max() ?? 0))
+        #expect(result.tokens == (try reference.integers("\(name).greedy_tokens")), "\(name) greedy tokens")
+        print("tiny-qwen2-vl \(name): kept \(prefill.keptImageTokens.map { $0.map(\.count) }), last logits \(logitDifference)")
+    }
+
+    @Test func reindexingThreeDimensionalPositionsIsRefused() throws {
+        let session = try InferenceSession(directory: Self.directory)
+        var request = ReductionRequest()
+        request.positions = .reindex
+        let error = #expect(throws: ReductionSettingError.self) { try session.reducer(request, for: try preparedPrompt(session)) }
+        #expect("\(error!)".contains("M-RoPE") && "\(error!)".contains("preserve"))
+    }
+
     /// transformers 4.5x saved Qwen2-VL as model.language_model.* and model.visual.*: the same
     /// model, the same answer.
     @Test func theNestedWeightLayoutGivesTheSameAnswer() throws {

@@ -8,7 +8,10 @@ the vocabulary and the embedding stay small), and reference.safetensors with wha
   * a chat prompt with one photograph through Qwen2VLProcessor (apply_chat_template, then the
     processor): input_ids, image_grid_thw, the 3-D position ids and rope delta of get_rope_index,
     every decoder layer's output, the last position's logits, and 16 greedy tokens (argmax, no stop
-    at EOS) each recomputed over the whole sequence.
+    at EOS) each recomputed over the whole sequence;
+  * the same prompt under PyramidDrop (drops after layers 1, 2, 3 keeping 50%, 25%, 12.5%) and FastV
+    (after layer 2, dropping half) with positions preserved (PYRAMIDDROP.md §9): kept tokens, final
+    positions, cache lengths, last logits and greedy tokens.
 
 Run: python tools/reference/make_qwen2vl_fixtures.py   (from the package root)"""
 import json
@@ -22,6 +25,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+import pdrop_reference
 from common import fixture_dir, randomize
 
 GREEDY_STEPS = 16
@@ -134,6 +138,24 @@ reference.update({
     "prompt.position_ids": position_ids[:, 0].to(torch.int64).contiguous(), "prompt.rope_delta": rope_deltas.reshape(1).to(torch.int64),
     "prompt.last_logits": logits[-1].contiguous(), "prompt.greedy": torch.tensor(greedy, dtype=torch.int64)})
 reference.update({f"prompt.layer.{i}": tensor[0].contiguous() for i, tensor in enumerate(layers)})
+
+# PyramidDrop and FastV as ../shared/PYRAMIDDROP.md §9 fixes them for 3-D positions (pdrop_reference.run
+# with the prompt's M-RoPE positions, preserved after each drop): the kept tokens of every drop, the
+# positions after the last, each layer's cache length, the last logits and 16 greedy tokens.
+eager = pdrop_reference.load_model(out, Qwen2VLForConditionalGeneration)
+image_inputs = {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
+none = pdrop_reference.run(eager, inputs["input_ids"], image_inputs, method="none", position_ids=position_ids)
+assert none["greedy_tokens"].tolist() == greedy and torch.allclose(none["logits_last"][0], logits[-1], atol=1e-5), "the reference run is the model"
+for name, settings in {"pdrop": dict(method="pdrop", layers=(1, 2, 3), ratios=(0.5, 0.25, 0.125)),
+                       "fastv": dict(method="fastv", fastv_k=2, fastv_r=0.5)}.items():
+    result = pdrop_reference.run(eager, inputs["input_ids"], image_inputs, positions="preserve", position_ids=position_ids, **settings)
+    for stage, kept in enumerate(result["kept"]):
+        reference[f"{name}.kept.{stage}"] = kept[0].to(torch.int64)
+    reference[f"{name}.positions"] = result["positions"][-1].to(torch.int64).contiguous()
+    reference[f"{name}.cache_lengths"] = result["cache_lengths"]
+    reference[f"{name}.logits.last"] = result["logits_last"][0].contiguous()
+    reference[f"{name}.greedy_tokens"] = result["greedy_tokens"]
+    print(name, "kept", [len(k[0]) for k in result["kept"]], "cache", result["cache_lengths"].tolist(), "greedy", result["greedy_tokens"].tolist())
 save_file(reference, os.path.join(out, "reference.safetensors"), metadata={
     "source": "transformers 5.23 Qwen2VLForConditionalGeneration, Qwen2VLProcessor",
     "images": "Tests/Fixtures/images/chelsea.jpg,Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png", "prompt": text})

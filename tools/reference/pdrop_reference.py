@@ -270,7 +270,7 @@ def run_layer(layer, rotary_emb, hidden, position_ids, mask, cache, capture_atte
 
 @torch.no_grad()
 def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fastv_k=2, fastv_r=0.5,
-        positions=None, greedy_steps=GREEDY_STEPS, all_logits=False, force_kept=None):
+        positions=None, greedy_steps=GREEDY_STEPS, all_logits=False, force_kept=None, position_ids=None):
     """Prefill with dropping, then greedy decoding through the per-layer caches.
 
     method: "none" | "pdrop" (layers / ratios) | "fastv" (fastv_k / fastv_r).
@@ -279,6 +279,9 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
     input_ids (1, T) int64; pixel_values (n_images, 3, H, W), a dict of image inputs (image_kwargs) or None.
     force_kept: testing only: per stage, per block, the original block indices to keep instead of
     ranking (used to check that cached decoding equals a prefill of the longer sequence).
+    position_ids: the prompt's positions, (1, T) by default arange(T); Qwen2-VL's M-RoPE gives
+    (3, 1, T) (get_rope_index). Multi-axis positions are only preserved (PYRAMIDDROP.md §9), and
+    decoding continues at the largest prompt position + 1 + step on every axis.
 
     Returns a dict:
       blocks          [(start, end)] original image blocks
@@ -323,7 +326,13 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
     for b, (s, e) in enumerate(blocks):
         token_block[s:e] = b
     token_orig = torch.arange(T)
-    position_ids = torch.arange(T).view(1, T)
+    if position_ids is None:
+        position_ids = torch.arange(T).view(1, T)
+    elif position_ids.dim() == 3:
+        if positions == "reindex" and method != "none":
+            raise ValueError("reindex has no meaning for multi-axis (M-RoPE) positions; use preserve")
+        positions = "preserve"
+    continuation = int(position_ids.max()) + 1   # where generated text continues (T for 1-D positions)
     hidden = merged_embeddings(model, input_ids, pixel_values)
     query_rows_fn = lambda length: [length - 1]   # inference: the last prompt token
 
@@ -374,12 +383,12 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
         if positions == "reindex":
             position_ids = torch.arange(index.shape[0]).view(1, -1)
         else:
-            position_ids = position_ids[:, index]     # original positions of the survivors
+            position_ids = position_ids[..., index]   # original positions of the survivors
 
         result["stages"].append((i + 1, budgets))
         result["kept"].append(kept_original)
         result["scores"].append([s.clone() for s in scores])
-        result["positions"].append(position_ids[0].clone())
+        result["positions"].append(position_ids[..., 0, :].clone() if position_ids.dim() == 3 else position_ids[0].clone())
 
     hidden = lm.norm(hidden)
     # The last row on its own (the same matmul shape whatever all_logits is, so runs compare exactly).
@@ -390,7 +399,8 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
 
     # ---------------- greedy decode ----------------
     # Position of the new token at step t: "reindex" -> the layer's cache length before appending
-    # (= full position minus tokens dropped before that layer's stage); "preserve" -> T + t.
+    # (= full position minus tokens dropped before that layer's stage); "preserve" -> the
+    # continuation position + t (T + t for 1-D positions), on every axis.
     next_token = result["logits_last"][0].argmax()
     generated, decode_logits = [], []
     for step in range(greedy_steps):
@@ -399,8 +409,8 @@ def run(model, input_ids, pixel_values, method="none", layers=(), ratios=(), fas
             break                                   # the last token's logits are never needed
         h = model.model.get_input_embeddings()(next_token.view(1, 1))
         for i, layer in enumerate(decoder_layers):
-            pos = cache.length(i) if positions == "reindex" else T + step
-            h, _ = run_layer(layer, rotary_emb, h, torch.tensor([[pos]]),
+            pos = cache.length(i) if positions == "reindex" else continuation + step
+            h, _ = run_layer(layer, rotary_emb, h, torch.full((*position_ids.shape[:-1], 1), pos),
                              torch.zeros(1, 1, 1, cache.length(i) + 1), cache)
         decode_logits.append(model.lm_head(lm.norm(h))[0, -1])
         next_token = decode_logits[-1].argmax()
