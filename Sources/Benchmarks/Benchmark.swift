@@ -125,9 +125,12 @@ public struct PyTorchComparison: Codable, Equatable {
 /// Random-weight LLaVA models of a preset's shape, timed for each reduction.
 public enum Benchmark {
     /// The LLaVA configuration of a preset (the vision tower runs to its feature layer -2).
-    public static func configuration(_ preset: ModelPreset) -> LlavaConfiguration {
-        LlavaConfiguration { c in
-            let d = preset.decoder, v = preset.vision
+    public static func configuration(_ preset: ModelPreset) throws -> LlavaConfiguration {
+        guard case let .clip(v) = preset.vision else {
+            throw PresetUnsupportedError(preset: preset.name, reason: "timing runs LLaVA-shaped presets only so far; `pdrop flops` counts this one")
+        }
+        return LlavaConfiguration { c in
+            let d = preset.decoder
             c.textConfig = LlamaConfiguration {
                 $0.vocabSize = d.vocabulary; $0.hiddenSize = d.hidden; $0.intermediateSize = d.intermediate
                 $0.numHiddenLayers = d.layers; $0.numAttentionHeads = d.heads; $0.numKeyValueHeads = d.keyValueHeads
@@ -149,7 +152,7 @@ public enum Benchmark {
         progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
         progress("\(preset.name): generating random bf16 weights")
-        let configuration = configuration(preset)
+        let configuration = try configuration(preset)
         let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
         let side = configuration.visionConfig.imageSize
         var state: UInt64 = 12345
@@ -277,7 +280,7 @@ public enum Benchmark {
             result.decodeSeconds = min(result.decodeSeconds, again.decodeSeconds)
         }
         let report = FLOPs.prefillReport(
-            decoder: model.shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: textTokens,
+            decoder: model.shape, visionAndProjector: 0, textTokens: textTokens,
             imageBlockSizes: [block.count], reducer: reducer)
         let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
         let achieved = 2 * exact / result.prefillSeconds / 1e9

@@ -66,7 +66,7 @@ public struct TrainingBenchmark: Codable, Equatable {
         preset: ModelPreset, textTokens: Int, answerTokens: Int, steps: Int, trainable: TrainableParts = [.projector, .language],
         progress: (String) -> Void = { _ in }
     ) throws -> TrainingBenchmark {
-        let configuration = Benchmark.configuration(preset)
+        let configuration = try Benchmark.configuration(preset)
         let parameterCount = Self.parameterEstimate(configuration)
         let needed = Double(parameterCount) * 16  // parameter, gradient, two Adam moments
         let physical = Double(ProcessInfo.processInfo.physicalMemory)
@@ -125,7 +125,7 @@ public struct TrainingBenchmark: Codable, Equatable {
                 if step > 0 { best = min(best, seconds) }
             }
             let report = FLOPs.prefillReport(
-                decoder: decoder, vision: nil, tiles: 0, projectorInput: 0, textTokens: textTokens, imageBlockSizes: [imageTokens],
+                decoder: decoder, visionAndProjector: 0, textTokens: textTokens, imageBlockSizes: [imageTokens],
                 reducer: reducer)
             var entry = TrainingStepBenchmark(
                 reduction: describe(reducer), stepSeconds: best, tokensPerSecond: Double(length) / best, layerTokens: layerTokens,

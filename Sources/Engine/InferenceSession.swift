@@ -269,21 +269,22 @@ public final class InferenceSession {
 
     /// The paper's FLOPs figure and the exact count for this prompt under `reducer`.
     public func flops(_ prompt: PreparedPrompt, reducer: VisualTokenReducer) -> FLOPsReport {
-        FLOPs.prefillReport(
-            decoder: decoder.shape, vision: visionLanguageModel?.visionShape, tiles: prompt.tiles,
-            projectorInput: visionLanguageModel?.projectorInputWidth ?? 0, textTokens: prompt.inputIds.count - prompt.imageTokens,
-            imageBlockSizes: prompt.imageBlocks.map(\.count), reducer: reducer)
+        let imageBlockSizes = prompt.imageBlocks.map(\.count)
+        return FLOPs.prefillReport(
+            decoder: decoder.shape,
+            visionAndProjector: visionLanguageModel?.exactVisionFLOPs(tiles: prompt.tiles, imageBlockSizes: imageBlockSizes) ?? 0,
+            textTokens: prompt.inputIds.count - prompt.imageTokens, imageBlockSizes: imageBlockSizes, reducer: reducer)
     }
 
     /// Writes the kept-token picture of the prompt's images (one row each) to `path` as PNG.
     public func saveKeptPicture(images: [ImageSource], keptImageTokens: KeptImageTokens, to path: String) throws {
         let processor = try requireVision().processor
         let rows = try images.enumerated().map { index, source in
-            guard let (view, patchesPerSide) = try processor.keptTokenView(try source.decode(imageDecoding)) else {
+            guard let (view, grid) = try processor.keptTokenView(try source.decode(imageDecoding)) else {
                 throw PipelineError.keptPictureNeedsSingleTile(directory: directory.path)
             }
             return KeptTokensPicture.render(
-                image: view, patchesPerSide: patchesPerSide,
+                image: view, grid: grid,
                 keptPerDrop: keptImageTokens.map { $0.indices.contains(index) ? $0[index] : [] })
         }
         try PNGEncoder.write(KeptTokensPicture.stack(rows), to: URL(fileURLWithPath: path))

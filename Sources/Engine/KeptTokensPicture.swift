@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import Vision
 
 /// The paper's Figure 5: the image as the vision tower sees it, once before any drop and once
@@ -9,17 +10,18 @@ public enum KeptTokensPicture {
     /// Dropped patches keep this fraction of their brightness.
     static let dimming: Float = 0.2
 
-    /// One row of panels for one image: `image` (side × side, resized and cropped like the
-    /// model's input), `keptPerDrop[s]` the surviving patch indices after drop s
-    /// (row-major over a patchesPerSide × patchesPerSide grid). The patches of `outlined` (e.g.
+    /// One row of panels for one image: `image` (resized and cropped like the model's input),
+    /// `keptPerDrop[s]` the surviving token indices after drop s (row-major over `grid`, each
+    /// token an equal rectangle of the image). The patches of `outlined` (e.g.
     /// the objects a question is about) get a magenta border in every panel.
-    public static func render(image: RGBImage, patchesPerSide: Int, keptPerDrop: [[Int]], outlined: Set<Int> = []) -> RGBImage {
-        let side = image.width, patch = side / max(patchesPerSide, 1)
+    public static func render(image: RGBImage, grid: TokenGrid, keptPerDrop: [[Int]], outlined: Set<Int> = []) -> RGBImage {
+        let side = image.width
+        let cell = (width: side / max(grid.columns, 1), height: image.height / max(grid.rows, 1))
         let panels = keptPerDrop.count + 1
         let width = panels * side + (panels - 1) * gap
         var pixels = [UInt8](repeating: 255, count: width * image.height * 3)  // (height, width, 3), white gaps
         for panel in 0..<panels {
-            var kept = [Bool](repeating: true, count: patchesPerSide * patchesPerSide)  // (patches,)
+            var kept = [Bool](repeating: true, count: grid.rows * grid.columns)  // (tokens,)
             if panel > 0 {
                 kept = [Bool](repeating: false, count: kept.count)
                 for index in keptPerDrop[panel - 1] where index < kept.count { kept[index] = true }
@@ -27,7 +29,7 @@ public enum KeptTokensPicture {
             let left = panel * (side + gap)
             for y in 0..<image.height {
                 for x in 0..<side {
-                    let patchIndex = min(y / patch, patchesPerSide - 1) * patchesPerSide + min(x / patch, patchesPerSide - 1)
+                    let patchIndex = min(y / cell.height, grid.rows - 1) * grid.columns + min(x / cell.width, grid.columns - 1)
                     let factor: Float = kept[patchIndex] ? 1 : dimming
                     for channel in 0..<3 {
                         let value = Float(image.pixels[(y * image.width + x) * 3 + channel]) * factor
@@ -38,16 +40,18 @@ public enum KeptTokensPicture {
         }
         if !outlined.isEmpty {
             for panel in 0..<panels {
-                drawOutline(of: outlined, patchesPerSide: patchesPerSide, patch: patch, left: panel * (side + gap), width: width, pixels: &pixels)
+                drawOutline(of: outlined, grid: grid, cell: cell, left: panel * (side + gap), width: width, pixels: &pixels)
             }
         }
         return RGBImage(width: width, height: image.height, pixels: pixels)
     }
 
     /// A 1-pixel magenta line along every patch edge between a patch of `patches` and one outside.
-    static func drawOutline(of patches: Set<Int>, patchesPerSide: Int, patch: Int, left: Int, width: Int, pixels: inout [UInt8]) {
+    static func drawOutline(
+        of patches: Set<Int>, grid: TokenGrid, cell: (width: Int, height: Int), left: Int, width: Int, pixels: inout [UInt8]
+    ) {
         func inside(_ row: Int, _ column: Int) -> Bool {
-            (0..<patchesPerSide).contains(row) && (0..<patchesPerSide).contains(column) && patches.contains(row * patchesPerSide + column)
+            (0..<grid.rows).contains(row) && (0..<grid.columns).contains(column) && patches.contains(row * grid.columns + column)
         }
         func paint(_ x: Int, _ y: Int) {
             let offset = (y * width + left + x) * 3
@@ -55,12 +59,14 @@ public enum KeptTokensPicture {
             pixels[offset + 1] = 0
             pixels[offset + 2] = 255
         }
-        for index in patches where index >= 0 && index < patchesPerSide * patchesPerSide {
-            let row = index / patchesPerSide, column = index % patchesPerSide
-            let x0 = column * patch, y0 = row * patch, x1 = x0 + patch - 1, y1 = y0 + patch - 1
-            for step in 0..<patch {
+        for index in patches where index >= 0 && index < grid.rows * grid.columns {
+            let row = index / grid.columns, column = index % grid.columns
+            let x0 = column * cell.width, y0 = row * cell.height, x1 = x0 + cell.width - 1, y1 = y0 + cell.height - 1
+            for step in 0..<cell.width {
                 if !inside(row - 1, column) { paint(x0 + step, y0) }
                 if !inside(row + 1, column) { paint(x0 + step, y1) }
+            }
+            for step in 0..<cell.height {
                 if !inside(row, column - 1) { paint(x0, y0 + step) }
                 if !inside(row, column + 1) { paint(x1, y0 + step) }
             }

@@ -21,6 +21,17 @@ public struct ImageInput {
     }
 }
 
+/// Rows × columns of image tokens over a picture, row-major (LLaVA-1.5's 24 × 24 patches,
+/// Qwen2-VL's merged patches at the image's own aspect ratio).
+public struct TokenGrid: Equatable, Sendable {
+    public let rows: Int, columns: Int
+    public init(rows: Int, columns: Int) {
+        self.rows = rows
+        self.columns = columns
+    }
+    public static func square(_ side: Int) -> TokenGrid { TokenGrid(rows: side, columns: side) }
+}
+
 /// How a request wants images preprocessed, beyond what the checkpoint's processor config says.
 public struct ImageProcessingOptions: Equatable, Sendable {
     /// LLaVA's original "pad to a square with the mean colour" before CLIP's resize.
@@ -41,9 +52,9 @@ public protocol ImageProcessing: Sendable {
     func prepare(_ image: RGBImage, source: String) throws -> ImageInput
     /// Image tokens an image of (height, width) pixels becomes.
     func imageTokenCount(height: Int, width: Int) -> Int
-    /// The image as the model sees it (resized and cropped) with its patch grid, for the
-    /// kept-token picture; nil where the family's image block is not drawn as one grid.
-    func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, patchesPerSide: Int)?
+    /// The image as the model sees it (resized and cropped) with the grid its tokens lie on, for
+    /// the kept-token picture; nil where the family's image block is not drawn as one grid.
+    func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, grid: TokenGrid)?
     /// Whether `keptTokenView` gives a view.
     var drawsKeptTokens: Bool { get }
 }
@@ -61,9 +72,9 @@ public protocol VisionLanguageModel: AnyObject {
     func imageFeatures(_ image: ImageInput) -> Tensor
     /// Image tokens `image` becomes (the rows of `imageFeatures(image)`).
     func imageTokenCount(_ image: ImageInput) -> Int
-    /// The vision side's sizes and the projector's input width, for FLOPs.
-    var visionShape: VisionShape { get }
-    var projectorInputWidth: Int { get }
+    /// Exact multiply-adds of the vision tower and projector for a prompt's images: `tiles`
+    /// tower runs in all, image blocks of `imageBlockSizes` tokens.
+    func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double
     /// The processor that the checkpoint in `directory` describes, with `options`.
     func makeImageProcessor(directory: URL, options: ImageProcessingOptions) throws -> any ImageProcessing
     /// What a chat template writes for one image (its image token once, expanded per token later).

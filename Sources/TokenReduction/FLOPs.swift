@@ -44,6 +44,25 @@ public struct VisionShape: Equatable, Codable, Sendable {
     }
 }
 
+/// The sizes of Qwen2-VL's vision tower that FLOPs depend on: blocks over every patch of an
+/// image (attention within the image), then the merger of each merge × merge square.
+public struct Qwen2VLVisionShape: Equatable, Codable, Sendable {
+    public var embed: Int
+    public var mlp: Int
+    public var depth: Int
+    /// Values per patch: channels × temporal patch × patch × patch.
+    public var patchDimension: Int
+    public var mergeSize: Int
+
+    public init(embed: Int, mlp: Int, depth: Int, patchDimension: Int, mergeSize: Int) {
+        self.embed = embed
+        self.mlp = mlp
+        self.depth = depth
+        self.patchDimension = patchDimension
+        self.mergeSize = mergeSize
+    }
+}
+
 /// Multiply-add counts, as the paper counts them and exactly.
 public enum FLOPs {
     /// The paper's per-layer count for n image tokens: 4·n·d² + 2·n²·d + 3·n·d·m (image tokens only:
@@ -96,10 +115,10 @@ public enum FLOPs {
     }
 
     /// Both counts for the prefill of one prompt: `textTokens` text tokens and image blocks of
-    /// `imageBlockSizes` tokens, reduced by `reducer`.
+    /// `imageBlockSizes` tokens, reduced by `reducer`; `visionAndProjector` is the vision side's
+    /// exact count (`exactVision`, `exactQwen2VLVision`; 0 where it is not counted).
     public static func prefillReport(
-        decoder: DecoderShape, vision: VisionShape?, tiles: Int, projectorInput: Int,
-        textTokens: Int, imageBlockSizes: [Int], reducer: VisualTokenReducer
+        decoder: DecoderShape, visionAndProjector: Double, textTokens: Int, imageBlockSizes: [Int], reducer: VisualTokenReducer
     ) -> FLOPsReport {
         let layers = decoder.layers
         var imagePerLayer = [Int](repeating: 0, count: layers)
@@ -122,15 +141,11 @@ public enum FLOPs {
         for layer in reducer.dropLayers where ranks && layer < layers && !imageBlockSizes.isEmpty {
             ranking += exactRanking(shape: decoder, tokens: textTokens + imagePerLayer[layer - 1], queryRows: 1)
         }
-        let imageTokens = imageBlockSizes.reduce(0, +)
-        let visionCount = vision.map {
-            exactVision(shape: $0, tiles: tiles, imageTokens: imageTokens, projectorInput: projectorInput, textHidden: decoder.hidden)
-        } ?? 0
         let lmHead = Double(decoder.vocabulary * decoder.hidden)
         return FLOPsReport(
             paperImageTeraFLOPs: paper(shape: decoder, imageTokensPerLayer: imagePerLayer) / 1e12,
             paperImageTeraFLOPsWithoutReduction: paper(shape: decoder, imageTokensPerLayer: imagePerLayerVanilla) / 1e12,
-            exactVisionAndProjector: visionCount, exactLanguageModel: languageModel, exactLMHead: lmHead, exactRanking: ranking,
+            exactVisionAndProjector: visionAndProjector, exactLanguageModel: languageModel, exactLMHead: lmHead, exactRanking: ranking,
             imageTokensPerLayer: imagePerLayer)
     }
 
@@ -142,6 +157,21 @@ public enum FLOPs {
         let tower = Double(tiles) * (patchEmbedding + Double(shape.layersRun) * perLayer)
         let projector = Double(imageTokens) * (Double(projectorInput) * Double(textHidden) + Double(textHidden) * Double(textHidden))
         return tower + projector
+    }
+
+    /// Exact multiply-adds of Qwen2-VL's vision tower and merger over images of `imageTokens`
+    /// merged tokens each (one frame: merge² patches per token): the patch embedding, per block
+    /// the q/k/v and output projections, attention within the image and the MLP, then the
+    /// merger's two linears into `textHidden`.
+    public static func exactQwen2VLVision(shape: Qwen2VLVisionShape, imageTokens: [Int], textHidden: Int) -> Double {
+        let e = Double(shape.embed), squares = Double(shape.mergeSize * shape.mergeSize)
+        return imageTokens.reduce(0) { total, tokens in
+            let p = Double(tokens) * squares
+            let patchEmbedding = p * Double(shape.patchDimension) * e
+            let perBlock = 4 * p * e * e + 2 * p * p * e + 2 * p * e * Double(shape.mlp)
+            let merger = Double(tokens) * (squares * e) * (squares * e + Double(textHidden))
+            return total + patchEmbedding + Double(shape.depth) * perBlock + merger
+        }
     }
 }
 

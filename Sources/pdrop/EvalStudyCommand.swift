@@ -150,7 +150,7 @@ struct EvalStudyCommand: ParsableCommand {
         let pdropAnswers = Dictionary(try readAnswers(from: answersFile).map { ($0.questionId, $0) }, uniquingKeysWith: { a, _ in a })
         let noneAnswers = Dictionary(try readAnswers(from: noneFile).map { ($0.questionId, $0) }, uniquingKeysWith: { a, _ in a })
         let patches = try KeptTokenRecall.objectPatches(data.patches)
-        let patchesPerSide = Int(Double(session.loaded.llava?.tokensPerTile ?? 0).squareRoot())
+        let grid = TokenGrid.square(Int(Double(session.loaded.llava?.tokensPerTile ?? 0).squareRoot()))
         var seen = Set<String>(), pictures: [StudyPicture] = []
         for question in questions {
             guard let reference = references[question.id], !seen.contains(reference.category), let answer = pdropAnswers[question.id],
@@ -160,7 +160,7 @@ struct EvalStudyCommand: ParsableCommand {
             let objects = patches[question.id] ?? []
             let image = try ImageDecoder.decode(contentsOf: imageFile)
             let picture = KeptTokensPicture.enlarged(
-                KeptTokensPicture.render(image: image, patchesPerSide: patchesPerSide, keptPerDrop: kept, outlined: objects), factor: 2)
+                KeptTokensPicture.render(image: image, grid: grid, keptPerDrop: kept, outlined: objects), factor: 2)
             let name = "kept-\(reference.category).png"
             try PNGEncoder.write(picture, to: figures.appendingPathComponent(name))
             pictures.append(StudyPicture(

@@ -28,10 +28,10 @@ struct FLOPsCommand: ParsableCommand {
         }
         if textTokens < 1 { throw ValidationError("--text-tokens must be at least 1") }
         try failing {
-            let reducer = try reductionOptions.request().makeReducer(decoder: preset.decoder, imageTokens: preset.imageTokens)
+            let positionAxes = if case .qwen2VL = preset.vision { 3 } else { 1 }
+            let reducer = try reductionOptions.request().makeReducer(decoder: preset.decoder, imageTokens: preset.imageTokens, positionAxes: positionAxes)
             let report = FLOPs.prefillReport(
-                decoder: preset.decoder, vision: preset.vision, tiles: preset.tiles, projectorInput: preset.vision.hidden,
-                textTokens: textTokens, imageBlockSizes: [preset.imageTokens], reducer: reducer)
+                decoder: preset.decoder, visionAndProjector: preset.exactVisionFLOPs, textTokens: textTokens, imageBlockSizes: [preset.imageTokens], reducer: reducer)
             if json {
                 struct Output: Encodable { let preset: String; let reduction: String; let imageTokens: Int; let textTokens: Int; let flops: FLOPsReport }
                 print(try encodeJSONText(Output(preset: preset.name, reduction: describe(reducer), imageTokens: preset.imageTokens, textTokens: textTokens, flops: report)))

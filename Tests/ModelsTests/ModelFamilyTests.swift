@@ -40,7 +40,7 @@ final class PooledLlava: LlavaModel {
         func prepare(_ image: RGBImage, source: String) throws -> ImageInput { try base.prepare(image, source: source) }
         func imageTokenCount(height: Int, width: Int) -> Int { tokens }
         var drawsKeptTokens: Bool { false }
-        func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, patchesPerSide: Int)? { nil }
+        func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, grid: TokenGrid)? { nil }
     }
 
     static let toyFamily = ModelFamily.llavaStyle(

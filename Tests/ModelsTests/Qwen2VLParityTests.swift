@@ -6,6 +6,7 @@ import TensorCore
 import Testing
 import TestSupport
 import TokenReduction
+import Vision
 
 /// Qwen2-VL end to end against transformers (tools/reference/make_qwen2vl_fixtures.py): a chat
 /// message with a photograph through our session (ChatML from the checkpoint's chat template,
@@ -92,6 +93,32 @@ import TokenReduction
         #expect(logitDifference < 1e-4 * max(1, expectedLogits.buffer.map(abs).max() ?? 0))
         #expect(result.tokens == (try reference.integers("\(name).greedy_tokens")), "\(name) greedy tokens")
         print("tiny-qwen2-vl \(name): kept \(prefill.keptImageTokens.map { $0.map(\.count) }), last logits \(logitDifference)")
+
+        // The kept-token picture: the 252 × 168 view the tower sees, its 9 × 6 merged patches, a panel per drop.
+        let picture = try makeTemporaryDirectory().appendingPathComponent("kept.png")
+        try session.saveKeptPicture(images: [.file(Fixtures.url("images/chelsea.jpg"))], keptImageTokens: result.keptImageTokens, to: picture.path)
+        let drawn = try ImageDecoder.decode(contentsOf: picture)
+        let panels = reducer.dropLayers.count + 1
+        #expect(drawn.width == panels * 252 + (panels - 1) * 6 && drawn.height == 168)
+    }
+
+    /// The vision side's exact count for the prompt's image, against a count taken from the
+    /// loaded tower's own linear layers: every linear over its rows, attention within the image.
+    @Test func visionFLOPsCountEveryLinearOfTheTower() throws {
+        let session = try InferenceSession(directory: Self.directory)
+        let prompt = try preparedPrompt(session)
+        let model = try #require(session.visionLanguageModel as? Qwen2VLModel)
+        let tower = model.visionTower
+        let patches = Double(prompt.imageTokens * 4), embed = Double(tower.configuration.embedDim)
+        func linear(_ layer: Linear, rows: Double) -> Double { rows * Double(layer.inFeatures * layer.outFeatures) }
+        var expected = patches * Double(tower.configuration.patchDimension) * embed
+        for block in tower.blocks {
+            expected += linear(block.queryKeyValue, rows: patches) + linear(block.projection, rows: patches) + 2 * patches * patches * embed
+            expected += linear(block.fc1, rows: patches) + linear(block.fc2, rows: patches)
+        }
+        expected += linear(tower.mergerFC1, rows: Double(prompt.imageTokens)) + linear(tower.mergerFC2, rows: Double(prompt.imageTokens))
+        let report = session.flops(prompt, reducer: NoReduction())
+        #expect(report.exactVisionAndProjector == expected)
     }
 
     @Test func reindexingThreeDimensionalPositionsIsRefused() throws {

@@ -231,8 +231,8 @@ import TokenReduction
         #expect(random.scoring == .random(seed: 3) && random.positionMode == .reindex)
         // It ranks nothing, so its exact FLOPs are PyramidDrop's without the ranking.
         let shape = ModelPreset.llava15_7B.decoder
-        let randomReport = FLOPs.prefillReport(decoder: shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: 40, imageBlockSizes: [576], reducer: random)
-        let pyramidReport = FLOPs.prefillReport(decoder: shape, vision: nil, tiles: 0, projectorInput: 0, textTokens: 40, imageBlockSizes: [576], reducer: pyramid)
+        let randomReport = FLOPs.prefillReport(decoder: shape, visionAndProjector: 0, textTokens: 40, imageBlockSizes: [576], reducer: random)
+        let pyramidReport = FLOPs.prefillReport(decoder: shape, visionAndProjector: 0, textTokens: 40, imageBlockSizes: [576], reducer: pyramid)
         #expect(randomReport.exactRanking == 0 && pyramidReport.exactRanking > 0)
         #expect(randomReport.exactLanguageModel == pyramidReport.exactLanguageModel)
         #expect(randomReport.paperImageTeraFLOPs == pyramidReport.paperImageTeraFLOPs)

@@ -18,8 +18,8 @@ public struct LlavaImageProcessor: ImageProcessing {
 
     public var drawsKeptTokens: Bool { true }
 
-    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, patchesPerSide: Int)? {
-        (try clip.geometricallyTransformed(image), patchesPerSide)
+    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, grid: TokenGrid)? {
+        (try clip.geometricallyTransformed(image), .square(patchesPerSide))
     }
 }
 

@@ -146,6 +146,12 @@ open class LlavaModel: VisionLanguageModel {
 
     public var projectorInputWidth: Int { configuration.visionConfig.hiddenSize * configuration.visionFeatureLayers.count }
 
+    public func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double {
+        FLOPs.exactVision(
+            shape: visionShape, tiles: tiles, imageTokens: imageBlockSizes.reduce(0, +), projectorInput: projectorInputWidth,
+            textHidden: configuration.textConfig.hiddenSize)
+    }
+
     // MARK: Family
 
     /// LLaVA-1.5 in the registry.

@@ -150,5 +150,5 @@ public struct LlavaNextImageProcessor: ImageProcessing {
 
     public var drawsKeptTokens: Bool { false }
 
-    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, patchesPerSide: Int)? { nil }
+    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, grid: TokenGrid)? { nil }
 }

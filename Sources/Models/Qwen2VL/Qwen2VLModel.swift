@@ -163,16 +163,15 @@ public final class Qwen2VLModel: VisionLanguageModel {
 
     // MARK: FLOPs
 
-    /// The tower as FLOPs counts a ViT: blocks over every patch of a 2 × 2 merged square (the
-    /// count per image varies; `patchesPerTile` is that of a square image of 28 × 28 tokens).
-    public var visionShape: VisionShape {
+    public var visionShape: Qwen2VLVisionShape {
         let vision = configuration.vision
-        return VisionShape(
-            hidden: vision.embedDim, intermediate: vision.mlpWidth, heads: vision.numHeads, layersRun: vision.depth,
-            patchSize: vision.patchSize, channels: vision.inChannels * vision.temporalPatchSize, patchesPerTile: 0)
+        return Qwen2VLVisionShape(
+            embed: vision.embedDim, mlp: vision.mlpWidth, depth: vision.depth, patchDimension: vision.patchDimension, mergeSize: mergeSize)
     }
 
-    public var projectorInputWidth: Int { configuration.vision.embedDim * mergeSize * mergeSize }
+    public func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double {
+        FLOPs.exactQwen2VLVision(shape: visionShape, imageTokens: imageBlockSizes, textHidden: configuration.text.hiddenSize)
+    }
 }
 
 /// Qwen2-VL's processor behind `ImageProcessing`: one input holding all the image's patch rows.
@@ -201,8 +200,20 @@ public struct Qwen2VLImageProcessing: ImageProcessing {
         return (size.height / factor) * (size.width / factor)
     }
 
-    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, patchesPerSide: Int)? { nil }
-    public var drawsKeptTokens: Bool { false }
+    /// The image resized as the tower sees it (before normalisation), on its grid of merged patches.
+    public func keptTokenView(_ image: RGBImage) throws -> (view: RGBImage, grid: TokenGrid)? {
+        let config = processor.config
+        let factor = config.patchSize * config.mergeSize
+        var view = image
+        if config.doResize {
+            let size = try Qwen2VLImageProcessor.smartResize(
+                height: image.height, width: image.width, factor: factor, minPixels: config.minPixels, maxPixels: config.maxPixels)
+            view = image.resized(width: size.width, height: size.height, filter: config.resample)
+        }
+        return (view, TokenGrid(rows: view.height / factor, columns: view.width / factor))
+    }
+
+    public var drawsKeptTokens: Bool { true }
 }
 
 extension Qwen2VLModel {
