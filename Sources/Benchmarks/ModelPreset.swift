@@ -18,10 +18,20 @@ public struct ModelPreset: Sendable {
     /// Qwen2-VL-7B-Instruct (Qwen2-7B decoder, 675M-parameter tower) on a 1280 × 960 photograph:
     /// `smart_resize` gives 1288 × 952 pixels, 92 × 68 patches, 46 × 34 = 1564 merged tokens.
     public static let qwen2VL7B = ModelPreset(
-        name: "qwen2-vl-7b",
-        decoder: DecoderShape(layers: 28, hidden: 3584, intermediate: 18944, heads: 28, keyValueHeads: 4, headDim: 128, vocabulary: 152_064),
-        vision: .qwen2VL(Qwen2VLVisionShape(embed: 1280, mlp: 5120, depth: 32, patchDimension: 3 * 2 * 14 * 14, mergeSize: 2)),
+        name: "qwen2-vl-7b", decoder: qwen2Decoder7B,
+        vision: .qwen2VL(Qwen2VLVisionShape(embed: 1280, mlp: 5120, depth: 32, patchDimension: 3 * 2 * 14 * 14, mergeSize: 2),
+                         tokenGrid: (rows: 34, columns: 46)),
         imageTokens: 1564, tiles: 1)
+    /// Qwen2.5-VL-7B-Instruct on the same photograph: the same decoder shape and token count; its
+    /// tower has a gated MLP (3420) and attends in windows of 4 × 4 tokens except in 4 of its 32 blocks.
+    public static let qwen25VL7B = ModelPreset(
+        name: "qwen2.5-vl-7b", decoder: qwen2Decoder7B,
+        vision: .qwen2VL(Qwen2VLVisionShape(embed: 1280, mlp: 3420, depth: 32, patchDimension: 3 * 2 * 14 * 14, mergeSize: 2,
+                                            gatedMLP: true, windowTokens: 4, fullAttentionBlocks: 4),
+                         tokenGrid: (rows: 34, columns: 46)),
+        imageTokens: 1564, tiles: 1)
+    public static let qwen2Decoder7B = DecoderShape(
+        layers: 28, hidden: 3584, intermediate: 18944, heads: 28, keyValueHeads: 4, headDim: 128, vocabulary: 152_064)
     /// A small shape with LLaVA-1.5's token counts, for CI: the same code paths in seconds.
     public static let small = ModelPreset(
         name: "small",
@@ -35,7 +45,7 @@ public struct ModelPreset: Sendable {
         decoder: DecoderShape(layers: 16, hidden: 1024, intermediate: 2816, heads: 16, keyValueHeads: 16, headDim: 64, vocabulary: 32064),
         vision: .clip(VisionShape(hidden: 256, intermediate: 1024, heads: 4, layersRun: 4, patchSize: 14, channels: 3, patchesPerTile: 576)),
         imageTokens: 2880, tiles: 5)
-    public static let all = [llava15_7B, llavaNext7B, qwen2VL7B, small, trainNext]
+    public static let all = [llava15_7B, llavaNext7B, qwen2VL7B, qwen25VL7B, small, trainNext]
 
     public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
 }
@@ -43,7 +53,8 @@ public struct ModelPreset: Sendable {
 /// A preset's vision side: a CLIP tower run per tile with LLaVA's projector, or Qwen2-VL's tower.
 public enum PresetVision: Sendable {
     case clip(VisionShape)
-    case qwen2VL(Qwen2VLVisionShape)
+    /// The tower, and the merged tokens (rows, columns) of the preset's image.
+    case qwen2VL(Qwen2VLVisionShape, tokenGrid: (rows: Int, columns: Int))
 }
 
 extension ModelPreset {
@@ -52,8 +63,8 @@ extension ModelPreset {
         switch vision {
         case let .clip(shape):
             return FLOPs.exactVision(shape: shape, tiles: tiles, imageTokens: imageTokens, projectorInput: shape.hidden, textHidden: decoder.hidden)
-        case let .qwen2VL(shape):
-            return FLOPs.exactQwen2VLVision(shape: shape, imageTokens: [imageTokens], textHidden: decoder.hidden)
+        case let .qwen2VL(shape, grid):
+            return FLOPs.exactQwen2VLVision(shape: shape, tokenGrids: [grid], textHidden: decoder.hidden)
         }
     }
 }

@@ -65,6 +65,8 @@ public struct PreparedPrompt {
     public let tiles: Int
     /// The decoder's positions of `inputIds` (Qwen2-VL's 3-D M-RoPE positions); nil for 0..<tokens.
     public var positions: Positions? = nil
+    /// Exact multiply-adds of the vision tower and projector over the images.
+    public var visionFLOPs: Double = 0
     public var imageTokens: Int { imageBlocks.reduce(0) { $0 + $1.count } }
 }
 
@@ -231,7 +233,7 @@ public final class InferenceSession {
         return PreparedPrompt(
             inputIds: ids, imageBlocks: imageBlocks(in: ids, imageTokenId: model.imageTokenId, counts: counts), imageFeatures: features,
             images: sources, visionSeconds: (clock.now - start).inSeconds, tiles: images.reduce(0) { $0 + $1.tiles.count },
-            positions: try model.promptPositions(tokens: ids, images: images))
+            positions: try model.promptPositions(tokens: ids, images: images), visionFLOPs: model.exactVisionFLOPs(images))
     }
 
     /// Fresh input embeddings (prompt tokens, hidden) of a prepared prompt (the prefill uses
@@ -269,11 +271,9 @@ public final class InferenceSession {
 
     /// The paper's FLOPs figure and the exact count for this prompt under `reducer`.
     public func flops(_ prompt: PreparedPrompt, reducer: VisualTokenReducer) -> FLOPsReport {
-        let imageBlockSizes = prompt.imageBlocks.map(\.count)
-        return FLOPs.prefillReport(
-            decoder: decoder.shape,
-            visionAndProjector: visionLanguageModel?.exactVisionFLOPs(tiles: prompt.tiles, imageBlockSizes: imageBlockSizes) ?? 0,
-            textTokens: prompt.inputIds.count - prompt.imageTokens, imageBlockSizes: imageBlockSizes, reducer: reducer)
+        FLOPs.prefillReport(
+            decoder: decoder.shape, visionAndProjector: prompt.visionFLOPs, textTokens: prompt.inputIds.count - prompt.imageTokens,
+            imageBlockSizes: prompt.imageBlocks.map(\.count), reducer: reducer)
     }
 
     /// Writes the kept-token picture of the prompt's images (one row each) to `path` as PNG.

@@ -94,7 +94,7 @@ public struct FamilyMismatchError: Error, CustomStringConvertible {
 /// first `architectures` entry; a file with neither is a LLaMA, as transformers' default).
 public enum ModelRegistry {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var registered: [ModelFamily] = [LlamaModel.family, LlamaModel.qwen2Family, LlavaModel.family, LlavaNextModel.nextFamily, Qwen2VLModel.family]
+    nonisolated(unsafe) private static var registered: [ModelFamily] = [LlamaModel.family, LlamaModel.qwen2Family, LlavaModel.family, LlavaNextModel.nextFamily, Qwen2VLModel.family, Qwen2VLModel.qwen25Family]
 
     public static var families: [ModelFamily] { lock.withLock { registered } }
 

@@ -72,9 +72,8 @@ public protocol VisionLanguageModel: AnyObject {
     func imageFeatures(_ image: ImageInput) -> Tensor
     /// Image tokens `image` becomes (the rows of `imageFeatures(image)`).
     func imageTokenCount(_ image: ImageInput) -> Int
-    /// Exact multiply-adds of the vision tower and projector for a prompt's images: `tiles`
-    /// tower runs in all, image blocks of `imageBlockSizes` tokens.
-    func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double
+    /// Exact multiply-adds of the vision tower and projector for a prompt's images.
+    func exactVisionFLOPs(_ images: [ImageInput]) -> Double
     /// The processor that the checkpoint in `directory` describes, with `options`.
     func makeImageProcessor(directory: URL, options: ImageProcessingOptions) throws -> any ImageProcessing
     /// What a chat template writes for one image (its image token once, expanded per token later).

@@ -44,8 +44,11 @@ public struct VisionShape: Equatable, Codable, Sendable {
     }
 }
 
-/// The sizes of Qwen2-VL's vision tower that FLOPs depend on: blocks over every patch of an
-/// image (attention within the image), then the merger of each merge × merge square.
+/// The sizes of Qwen2-VL's (and Qwen2.5-VL's) vision tower that FLOPs depend on: blocks over
+/// every patch of an image, then the merger of each merge × merge square. Qwen2-VL's blocks attend
+/// over the whole image and have a plain MLP; Qwen2.5-VL's attend within windows of
+/// `windowTokens` × `windowTokens` merged patches (except `fullAttentionBlocks` of them) and have a
+/// gated MLP (three matrices).
 public struct Qwen2VLVisionShape: Equatable, Codable, Sendable {
     public var embed: Int
     public var mlp: Int
@@ -53,13 +56,23 @@ public struct Qwen2VLVisionShape: Equatable, Codable, Sendable {
     /// Values per patch: channels × temporal patch × patch × patch.
     public var patchDimension: Int
     public var mergeSize: Int
+    public var gatedMLP: Bool
+    /// Qwen2.5-VL: merged patches per window side (nil: every block attends over the whole image).
+    public var windowTokens: Int?
+    public var fullAttentionBlocks: Int
 
-    public init(embed: Int, mlp: Int, depth: Int, patchDimension: Int, mergeSize: Int) {
+    public init(
+        embed: Int, mlp: Int, depth: Int, patchDimension: Int, mergeSize: Int, gatedMLP: Bool = false, windowTokens: Int? = nil,
+        fullAttentionBlocks: Int = 0
+    ) {
         self.embed = embed
         self.mlp = mlp
         self.depth = depth
         self.patchDimension = patchDimension
         self.mergeSize = mergeSize
+        self.gatedMLP = gatedMLP
+        self.windowTokens = windowTokens
+        self.fullAttentionBlocks = fullAttentionBlocks
     }
 }
 
@@ -159,18 +172,30 @@ public enum FLOPs {
         return tower + projector
     }
 
-    /// Exact multiply-adds of Qwen2-VL's vision tower and merger over images of `imageTokens`
-    /// merged tokens each (one frame: merge² patches per token): the patch embedding, per block
-    /// the q/k/v and output projections, attention within the image and the MLP, then the
-    /// merger's two linears into `textHidden`.
-    public static func exactQwen2VLVision(shape: Qwen2VLVisionShape, imageTokens: [Int], textHidden: Int) -> Double {
+    /// Exact multiply-adds of Qwen2-VL's vision tower and merger over images (one frame each) of
+    /// `tokenGrids` merged tokens (rows, columns; merge² patches per token): the patch embedding,
+    /// per block the q/k/v and output projections, attention within the image (or the window) and
+    /// the MLP, then the merger's two linears into `textHidden`.
+    public static func exactQwen2VLVision(shape: Qwen2VLVisionShape, tokenGrids: [(rows: Int, columns: Int)], textHidden: Int) -> Double {
         let e = Double(shape.embed), squares = Double(shape.mergeSize * shape.mergeSize)
-        return imageTokens.reduce(0) { total, tokens in
-            let p = Double(tokens) * squares
+        return tokenGrids.reduce(0) { total, grid in
+            let tokens = Double(grid.rows * grid.columns), p = tokens * squares
             let patchEmbedding = p * Double(shape.patchDimension) * e
-            let perBlock = 4 * p * e * e + 2 * p * p * e + 2 * p * e * Double(shape.mlp)
-            let merger = Double(tokens) * (squares * e) * (squares * e + Double(textHidden))
-            return total + patchEmbedding + Double(shape.depth) * perBlock + merger
+            let matrices = 4 * p * e * e + (shape.gatedMLP ? 3 : 2) * p * e * Double(shape.mlp)
+            let fullAttention = 2 * p * p * e
+            var windowAttention = fullAttention
+            if let side = shape.windowTokens {
+                // Windows of side × side tokens from the top left; those at the right and bottom edges are cut.
+                let heights = stride(from: 0, to: grid.rows, by: side).map { min(side, grid.rows - $0) }
+                let widths = stride(from: 0, to: grid.columns, by: side).map { min(side, grid.columns - $0) }
+                windowAttention = heights.reduce(0) { sum, height in
+                    sum + widths.reduce(0) { inner, width in let w = Double(height * width) * squares; return inner + 2 * w * w * e }
+                }
+            }
+            let windowed = shape.windowTokens == nil ? 0 : shape.depth - shape.fullAttentionBlocks
+            let attention = Double(shape.depth - windowed) * fullAttention + Double(windowed) * windowAttention
+            let merger = tokens * (squares * e) * (squares * e + Double(textHidden))
+            return total + patchEmbedding + Double(shape.depth) * matrices + attention + merger
         }
     }
 }

@@ -28,7 +28,7 @@ struct FLOPsCommand: ParsableCommand {
         }
         if textTokens < 1 { throw ValidationError("--text-tokens must be at least 1") }
         try failing {
-            let positionAxes = if case .qwen2VL = preset.vision { 3 } else { 1 }
+            let positionAxes = if case .qwen2VL = preset.vision { 3 } else { 1 }  // M-RoPE
             let reducer = try reductionOptions.request().makeReducer(decoder: preset.decoder, imageTokens: preset.imageTokens, positionAxes: positionAxes)
             let report = FLOPs.prefillReport(
                 decoder: preset.decoder, visionAndProjector: preset.exactVisionFLOPs, textTokens: textTokens, imageBlockSizes: [preset.imageTokens], reducer: reducer)

@@ -14,11 +14,11 @@ import Vision
 /// and `get_rope_index`'s 3-D positions; then every decoder layer, the last logits and 16 greedy
 /// tokens (decoding continues at the rope delta), in both weight layouts.
 @Suite struct Qwen2VLParityTests {
-    static let directory = Fixtures.url("tiny-qwen2-vl")
+    static let fixtures = ["tiny-qwen2-vl", "tiny-qwen2.5-vl"]
     static let question = "What is shown in this image?"
 
-    func reference() throws -> SafeTensorsFile {
-        try SafeTensorsFile(path: Self.directory.appendingPathComponent("reference.safetensors").path)
+    func reference(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: Fixtures.url(name).appendingPathComponent("reference.safetensors").path)
     }
 
     func preparedPrompt(_ session: InferenceSession) throws -> PreparedPrompt {
@@ -26,9 +26,10 @@ import Vision
             role: .user, parts: [.image(.file(Fixtures.url("images/chelsea.jpg"))), .text(Self.question)])]))
     }
 
-    @Test func inputIdsAndPositionsMatchTheProcessor() throws {
-        let session = try InferenceSession(directory: Self.directory)
-        let reference = try reference()
+    @Test(arguments: fixtures)
+    func inputIdsAndPositionsMatchTheProcessor(_ name: String) throws {
+        let session = try InferenceSession(directory: Fixtures.url(name))
+        let reference = try reference(name)
         let prompt = try preparedPrompt(session)
         #expect(prompt.inputIds == (try reference.integers("prompt.input_ids")))
         let expectedPositions = try reference.integers("prompt.position_ids")  // (3, tokens) row-major
@@ -38,9 +39,10 @@ import Vision
         #expect(prompt.imageBlocks.count == 1 && prompt.imageBlocks[0].count == 54)
     }
 
-    @Test func everyLayerTheLogitsAndGreedyTokensMatchTransformers() throws {
-        let session = try InferenceSession(directory: Self.directory)
-        let reference = try reference()
+    @Test(arguments: fixtures)
+    func everyLayerTheLogitsAndGreedyTokensMatchTransformers(_ name: String) throws {
+        let session = try InferenceSession(directory: Fixtures.url(name))
+        let reference = try reference(name)
         let prompt = try preparedPrompt(session)
         let decoder = try #require(session.loaded.llama)
         #expect(decoder.positionAxes == 3)
@@ -56,7 +58,7 @@ import Vision
         let expectedLogits = try reference.floatTensor("prompt.last_logits")
         let logitDifference = maxAbsoluteDifference(logits, expectedLogits) / max(1, expectedLogits.buffer.map(abs).max() ?? 0)
         #expect(logitDifference < 1e-4)
-        print("tiny-qwen2-vl prompt: decoder layers \(layerDifferences) (relative), last logits \(logitDifference) (relative to the largest)")
+        print("\(name) prompt: decoder layers \(layerDifferences) (relative), last logits \(logitDifference) (relative to the largest)")
 
         let result = try session.generate(prompt, reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
         #expect(result.tokens == (try reference.integers("prompt.greedy")))
@@ -65,10 +67,10 @@ import Vision
     /// PyramidDrop (drops after layers 1, 2, 3 keeping 50%, 25%, 12.5%) and FastV (after layer 2,
     /// half) on 3-D positions as PYRAMIDDROP.md §9 fixes them, against tools/reference/pdrop_reference.py:
     /// kept tokens, preserved positions, the pyramid cache, last logits and 16 greedy tokens.
-    @Test(arguments: ["pdrop", "fastv"])
-    func keptTokensAndAnswersUnderReductionMatchTheReference(_ name: String) throws {
-        let session = try InferenceSession(directory: Self.directory)
-        let reference = try reference()
+    @Test(arguments: fixtures, ["pdrop", "fastv"])
+    func keptTokensAndAnswersUnderReductionMatchTheReference(_ fixture: String, _ name: String) throws {
+        let session = try InferenceSession(directory: Fixtures.url(fixture))
+        let reference = try reference(fixture)
         let prompt = try preparedPrompt(session)
         var request = ReductionRequest()
         if name == "pdrop" {
@@ -92,7 +94,7 @@ import Vision
         let logitDifference = zip(result.lastPromptLogits, expectedLogits.buffer).map { abs($0 - $1) }.max() ?? .infinity
         #expect(logitDifference < 1e-4 * max(1, expectedLogits.buffer.map(abs).max() ?? 0))
         #expect(result.tokens == (try reference.integers("\(name).greedy_tokens")), "\(name) greedy tokens")
-        print("tiny-qwen2-vl \(name): kept \(prefill.keptImageTokens.map { $0.map(\.count) }), last logits \(logitDifference)")
+        print("\(fixture) \(name): kept \(prefill.keptImageTokens.map { $0.map(\.count) }), last logits \(logitDifference)")
 
         // The kept-token picture: the 252 × 168 view the tower sees, its 9 × 6 merged patches, a panel per drop.
         let picture = try makeTemporaryDirectory().appendingPathComponent("kept.png")
@@ -103,26 +105,36 @@ import Vision
     }
 
     /// The vision side's exact count for the prompt's image, against a count taken from the
-    /// loaded tower's own linear layers: every linear over its rows, attention within the image.
-    @Test func visionFLOPsCountEveryLinearOfTheTower() throws {
-        let session = try InferenceSession(directory: Self.directory)
+    /// loaded tower's own linear layers: every linear over its rows, attention within the image
+    /// (Qwen2.5-VL: within each of its windows, except in its full-attention blocks).
+    @Test(arguments: fixtures)
+    func visionFLOPsCountEveryLinearOfTheTower(_ name: String) throws {
+        let session = try InferenceSession(directory: Fixtures.url(name))
         let prompt = try preparedPrompt(session)
         let model = try #require(session.visionLanguageModel as? Qwen2VLModel)
-        let tower = model.visionTower
-        let patches = Double(prompt.imageTokens * 4), embed = Double(tower.configuration.embedDim)
+        let tower = model.visionTower, configuration = tower.configuration
+        let grid = try #require(try session.imageInput(.file(Fixtures.url("images/chelsea.jpg"))).patchGrid)
+        let windows = tower.windowOrder(grids: [grid]).windowLengths.map { Double($0 * 4) }  // patches per window
+        let patches = Double(prompt.imageTokens * 4), embed = Double(configuration.embedDim)
         func linear(_ layer: Linear, rows: Double) -> Double { rows * Double(layer.inFeatures * layer.outFeatures) }
-        var expected = patches * Double(tower.configuration.patchDimension) * embed
-        for block in tower.blocks {
-            expected += linear(block.queryKeyValue, rows: patches) + linear(block.projection, rows: patches) + 2 * patches * patches * embed
-            expected += linear(block.fc1, rows: patches) + linear(block.fc2, rows: patches)
+        var expected = patches * Double(configuration.patchDimension) * embed
+        for (index, block) in tower.blocks.enumerated() {
+            expected += linear(block.queryKeyValue, rows: patches) + linear(block.projection, rows: patches)
+            let windowed = configuration.generation == .qwen25VL && !configuration.fullAttentionBlocks.contains(index)
+            expected += windowed ? windows.reduce(0) { $0 + 2 * $1 * $1 * embed } : 2 * patches * patches * embed
+            switch block.mlp {
+            case let .plain(fc1, fc2, _): expected += linear(fc1, rows: patches) + linear(fc2, rows: patches)
+            case let .gated(gate, up, down): expected += linear(gate, rows: patches) + linear(up, rows: patches) + linear(down, rows: patches)
+            }
         }
         expected += linear(tower.mergerFC1, rows: Double(prompt.imageTokens)) + linear(tower.mergerFC2, rows: Double(prompt.imageTokens))
+        #expect(windows.count == 6)  // 6 × 9 tokens in windows of 4 × 4: 2 × 3 (used by Qwen2.5-VL only)
         let report = session.flops(prompt, reducer: NoReduction())
         #expect(report.exactVisionAndProjector == expected)
     }
 
     @Test func reindexingThreeDimensionalPositionsIsRefused() throws {
-        let session = try InferenceSession(directory: Self.directory)
+        let session = try InferenceSession(directory: Fixtures.url("tiny-qwen2-vl"))
         var request = ReductionRequest()
         request.positions = .reindex
         let error = #expect(throws: ReductionSettingError.self) { try session.reducer(request, for: try preparedPrompt(session)) }
@@ -131,13 +143,15 @@ import Vision
 
     /// transformers 4.5x saved Qwen2-VL as model.language_model.* and model.visual.*: the same
     /// model, the same answer.
-    @Test func theNestedWeightLayoutGivesTheSameAnswer() throws {
+    @Test(arguments: fixtures)
+    func theNestedWeightLayoutGivesTheSameAnswer(_ name: String) throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        for file in try FileManager.default.contentsOfDirectory(atPath: Self.directory.path) where file != "model.safetensors" {
-            try FileManager.default.copyItem(at: Self.directory.appendingPathComponent(file), to: directory.appendingPathComponent(file))
+        let fixture = Fixtures.url(name)
+        for file in try FileManager.default.contentsOfDirectory(atPath: fixture.path) where file != "model.safetensors" {
+            try FileManager.default.copyItem(at: fixture.appendingPathComponent(file), to: directory.appendingPathComponent(file))
         }
-        let source = try Checkpoint(directory: Self.directory)
+        let source = try Checkpoint(directory: fixture)
         let items = try source.tensorNames.map { name -> SafeTensorsWriter.Item in
             let renamed = name.hasPrefix("visual.") ? "model." + name
                 : name.hasPrefix("model.") ? "model.language_model." + name.dropFirst("model.".count) : name
@@ -148,6 +162,6 @@ import Vision
         let session = try InferenceSession(directory: directory)
         #expect(session.loaded.languageLayout == Qwen2VLLayout.nested.language)
         let result = try session.generate(try preparedPrompt(session), reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
-        #expect(result.tokens == (try reference().integers("prompt.greedy")))
+        #expect(result.tokens == (try reference(name).integers("prompt.greedy")))
     }
 }

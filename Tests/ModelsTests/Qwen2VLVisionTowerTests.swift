@@ -6,18 +6,15 @@ import Testing
 import TestSupport
 import Vision
 
-/// Qwen2-VL's vision tower against transformers on tools/reference/make_qwen2vl_fixtures.py's tiny
-/// random checkpoint: two photographs of different grids (12 × 18 and 20 × 8 patches) through our
+/// Qwen2-VL's and Qwen2.5-VL's vision towers against transformers on tools/reference/make_qwen2vl_fixtures.py's
+/// tiny random checkpoints (Qwen2.5-VL's: window attention in blocks 0 and 2, full in 1 and 3): two photographs of different grids (12 × 18 and 20 × 8 patches) through our
 /// image processor, then every block's output and the merged tokens.
 @Suite struct Qwen2VLVisionTowerTests {
-    @Test func everyBlockAndTheMergedTokensMatchTransformers() throws {
-        let directory = Fixtures.url("tiny-qwen2-vl")
-        struct Config: Decodable {
-            let vision_config: Qwen2VLVisionConfiguration
-        }
-        let configuration = try JSONDecoder().decode(Config.self, from: Data(contentsOf: directory.appendingPathComponent("config.json"))).vision_config
-        try configuration.validate(file: "config.json")
-        let tower = Qwen2VLVisionTower(configuration: configuration, loader: WeightLoader(checkpoint: try Checkpoint(directory: directory)), prefix: "visual.")
+    @Test(arguments: ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+    func everyBlockAndTheMergedTokensMatchTransformers(_ name: String) throws {
+        let directory = Fixtures.url(name)
+        let model = try #require(try LoadedModel.load(directory: directory).visionLanguageModel as? Qwen2VLModel)
+        let tower = model.visionTower, configuration = tower.configuration
         let reference = try SafeTensorsFile(path: directory.appendingPathComponent("reference.safetensors").path)
 
         let processor = Qwen2VLImageProcessor(config: try Qwen2VLImageProcessorConfig.load(contentsOf: directory.appendingPathComponent("preprocessor_config.json")))
@@ -40,6 +37,6 @@ import Vision
         #expect(merged.shape == expected.shape)
         let difference = maxAbsoluteDifference(merged, expected)
         #expect(difference < 1e-4, "merged tokens differ by \(difference)")
-        print("tiny-qwen2-vl vision: blocks \(blockDifferences) (relative), merged \(difference) (absolute)")
+        print("\(name) vision: blocks \(blockDifferences) (relative), merged \(difference) (absolute)")
     }
 }

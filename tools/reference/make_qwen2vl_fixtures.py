@@ -1,10 +1,12 @@
-"""Writes Tests/Fixtures/tiny-qwen2-vl: a tiny random Qwen2VLForConditionalGeneration as transformers 5's
-save_pretrained writes it (visual.*, model.layers.*: the hub's names), a small byte-level BPE tokenizer
+"""Writes Tests/Fixtures/tiny-qwen2-vl (or, with the argument qwen2_5_vl, tiny-qwen2.5-vl): a tiny random
+Qwen2VLForConditionalGeneration (Qwen2_5_VLForConditionalGeneration: RMSNorm, a gated MLP and window
+attention in the tower, with full attention in blocks 1 and 3) as transformers 5's save_pretrained writes it (visual.*, model.layers.*: the hub's names), a small byte-level BPE tokenizer
 with Qwen2's pre-tokenizer, special tokens and chat template (trained here on a few sentences, so that
 the vocabulary and the embedding stay small), and reference.safetensors with what transformers computes:
 
   * the vision tower on two photographs of different grids (the processor's pixel_values, one image
-    after the other): every block's output (patches in merge order) and the merger's output;
+    after the other): every block's output (patches in merge order, Qwen2.5-VL's window order undone)
+    and the merger's output;
   * a chat prompt with one photograph through Qwen2VLProcessor (apply_chat_template, then the
     processor): input_ids, image_grid_thw, the 3-D position ids and rope delta of get_rope_index,
     every decoder layer's output, the last position's logits, and 16 greedy tokens (argmax, no stop
@@ -13,16 +15,19 @@ the vocabulary and the embedding stay small), and reference.safetensors with wha
     (after layer 2, dropping half) with positions preserved (PYRAMIDDROP.md §9): kept tokens, final
     positions, cache lengths, last logits and greedy tokens.
 
-Run: python tools/reference/make_qwen2vl_fixtures.py   (from the package root)"""
+Run: python tools/reference/make_qwen2vl_fixtures.py [qwen2_vl | qwen2_5_vl]   (from the package root)"""
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                          Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
+from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 import pdrop_reference
@@ -65,22 +70,32 @@ def make_tokenizer():
                                    chat_template=CHAT_TEMPLATE)
 
 
+KIND = sys.argv[1] if len(sys.argv) > 1 else "qwen2_vl"
+if KIND == "qwen2_vl":
+    CONFIG, MODEL, PROCESSOR, NAME = Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, "tiny-qwen2-vl"
+    VISION = {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 4, "mlp_ratio": 2}
+elif KIND == "qwen2_5_vl":
+    CONFIG, MODEL, PROCESSOR, NAME = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, "tiny-qwen2.5-vl"
+    VISION = {"depth": 4, "hidden_size": 32, "out_hidden_size": 64, "num_heads": 4, "intermediate_size": 48, "hidden_act": "silu",
+              "window_size": 112, "fullatt_block_indexes": [1, 3]}
+else:
+    raise SystemExit(f"unknown kind {KIND!r}: qwen2_vl or qwen2_5_vl")
+
 torch.manual_seed(0)
 root = Path(__file__).resolve().parents[2]
 tokenizer = make_tokenizer()
 ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-config = Qwen2VLConfig(
+config = CONFIG(
     text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
                  "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "max_position_embeddings": 1024,
                  "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
                  "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0}},
-    vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 4, "mlp_ratio": 2, "spatial_merge_size": 2,
-                   "patch_size": 14, "temporal_patch_size": 2, "in_channels": 3},
+    vision_config={**VISION, "spatial_merge_size": 2, "patch_size": 14, "temporal_patch_size": 2, "in_channels": 3},
     image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
     vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
-model = Qwen2VLForConditionalGeneration(config).eval()
+model = MODEL(config).eval()
 randomize(model, seed=11, std=0.1)
-out = fixture_dir("tiny-qwen2-vl")
+out = fixture_dir(NAME)
 for stale in ("model.safetensors", "reference.safetensors"):
     if os.path.exists(os.path.join(out, stale)):
         os.remove(os.path.join(out, stale))
@@ -89,7 +104,7 @@ tokenizer.save_pretrained(out)
 (Path(out) / "preprocessor_config.json").write_text(json.dumps(
     {"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
      "image_processor_type": "Qwen2VLImageProcessor"}, indent=2) + "\n")
-model = Qwen2VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32).eval()
+model = MODEL.from_pretrained(out, dtype=torch.float32).eval()
 image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
 reference = {}
 
@@ -104,14 +119,21 @@ with torch.no_grad():
     merged = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
 for hook in hooks:
     hook.remove()
+if KIND == "qwen2_5_vl":  # the blocks see the patches in window order; undo it
+    vision = config.vision_config
+    window_index, _ = modeling_qwen2_5_vl.get_vision_window_index(batch["image_grid_thw"], vision.spatial_merge_size,
+                                                                  vision.window_size, vision.patch_size)
+    reverse = torch.argsort(window_index)
+    unit = vision.spatial_merge_size ** 2
+    blocks = [block.reshape(-1, unit, block.shape[-1])[reverse].reshape(-1, block.shape[-1]) for block in blocks]
 reference.update({"image_grid_thw": batch["image_grid_thw"].to(torch.int64), "vision.merged": merged.contiguous()})
 reference.update({f"vision.block.{i}": tensor.contiguous() for i, tensor in enumerate(blocks)})
 
 # A chat prompt with one image, through the processor and the whole model.
 # Without torchvision, transformers' class check trips over the (unused) video processor mapping; the
 # image processor and tokenizer given are the right classes, so the check is skipped.
-Qwen2VLProcessor.check_argument_for_proper_class = lambda self, name, argument: None
-processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=CHAT_TEMPLATE)
+PROCESSOR.check_argument_for_proper_class = lambda self, name, argument: None
+processor = PROCESSOR(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=CHAT_TEMPLATE)
 messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
 text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 inputs = processor(text=[text], images=[images[0]], return_tensors="pt", return_mm_token_type_ids=True)
@@ -142,7 +164,7 @@ reference.update({f"prompt.layer.{i}": tensor[0].contiguous() for i, tensor in e
 # PyramidDrop and FastV as ../shared/PYRAMIDDROP.md §9 fixes them for 3-D positions (pdrop_reference.run
 # with the prompt's M-RoPE positions, preserved after each drop): the kept tokens of every drop, the
 # positions after the last, each layer's cache length, the last logits and 16 greedy tokens.
-eager = pdrop_reference.load_model(out, Qwen2VLForConditionalGeneration)
+eager = pdrop_reference.load_model(out, MODEL)
 image_inputs = {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
 none = pdrop_reference.run(eager, inputs["input_ids"], image_inputs, method="none", position_ids=position_ids)
 assert none["greedy_tokens"].tolist() == greedy and torch.allclose(none["logits_last"][0], logits[-1], atol=1e-5), "the reference run is the model"
@@ -157,8 +179,8 @@ for name, settings in {"pdrop": dict(method="pdrop", layers=(1, 2, 3), ratios=(0
     reference[f"{name}.greedy_tokens"] = result["greedy_tokens"]
     print(name, "kept", [len(k[0]) for k in result["kept"]], "cache", result["cache_lengths"].tolist(), "greedy", result["greedy_tokens"].tolist())
 save_file(reference, os.path.join(out, "reference.safetensors"), metadata={
-    "source": "transformers 5.23 Qwen2VLForConditionalGeneration, Qwen2VLProcessor",
+    "source": f"transformers 5.23 {MODEL.__name__}, {PROCESSOR.__name__}",
     "images": "Tests/Fixtures/images/chelsea.jpg,Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png", "prompt": text})
-print("tiny-qwen2-vl: grids", batch["image_grid_thw"].tolist(), "prompt", len(inputs["input_ids"][0]), "tokens,",
+print(f"{NAME}: grids", batch["image_grid_thw"].tolist(), "prompt", len(inputs["input_ids"][0]), "tokens,",
       int((inputs["input_ids"][0] == config.image_token_id).sum()), "image tokens; greedy", greedy)
 print(repr(text))

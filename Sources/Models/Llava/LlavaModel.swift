@@ -146,10 +146,10 @@ open class LlavaModel: VisionLanguageModel {
 
     public var projectorInputWidth: Int { configuration.visionConfig.hiddenSize * configuration.visionFeatureLayers.count }
 
-    public func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double {
+    public func exactVisionFLOPs(_ images: [ImageInput]) -> Double {
         FLOPs.exactVision(
-            shape: visionShape, tiles: tiles, imageTokens: imageBlockSizes.reduce(0, +), projectorInput: projectorInputWidth,
-            textHidden: configuration.textConfig.hiddenSize)
+            shape: visionShape, tiles: images.reduce(0) { $0 + $1.tiles.count }, imageTokens: images.reduce(0) { $0 + imageTokenCount($1) },
+            projectorInput: projectorInputWidth, textHidden: configuration.textConfig.hiddenSize)
     }
 
     // MARK: Family

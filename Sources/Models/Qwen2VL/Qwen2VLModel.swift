@@ -6,9 +6,10 @@ import Vision
 
 // MARK: - Configuration
 
-/// `Qwen2VLConfig` of transformers: the Qwen2 decoder with M-RoPE (its keys at the top level in
-/// the hub's files, under `text_config` in what transformers 5 saves), the vision tower's
-/// `vision_config`, and the ids of the image's special tokens.
+/// `Qwen2VLConfig` (and `Qwen2_5_VLConfig`) of transformers: the Qwen2 decoder with M-RoPE (its
+/// keys at the top level in the hub's files, under `text_config` in what transformers 5 saves),
+/// the vision tower's `vision_config` of the generation `modelType` names, and the ids of the
+/// image's special tokens.
 public struct Qwen2VLConfiguration: Equatable, Sendable {
     public var text: LlamaConfiguration
     public var vision: Qwen2VLVisionConfiguration
@@ -31,15 +32,19 @@ public struct Qwen2VLConfiguration: Equatable, Sendable {
         }
     }
 
-    /// config.json's bytes in either layout; `file` names it in errors.
-    public static func parse(_ data: Data, file: String) throws -> Qwen2VLConfiguration {
-        let userInfo = [LlamaConfiguration.defaultsKey: LlamaConfiguration.qwen2VLDefaults]
+    /// config.json's bytes in either layout for the generation `modelType` names; `file` names it in errors.
+    public static func parse(_ data: Data, file: String, modelType: String) throws -> Qwen2VLConfiguration {
+        let generation = Qwen2VLVisionGeneration(rawValue: modelType) ?? .qwen2VL
+        let userInfo: [CodingUserInfoKey: any Sendable] = [
+            LlamaConfiguration.defaultsKey: LlamaConfiguration.qwen2VLDefaults, Qwen2VLVisionGeneration.key: generation]
         let outer = try decodeConfiguration(File.self, from: data, file: file, userInfo: userInfo)
         let nested = outer.textConfig != nil
         let textFile = try outer.textConfig ?? decodeConfiguration(Qwen2TextConfiguration.self, from: data, file: file, userInfo: userInfo)
         var text = try textFile.checked(file: file, keyPrefix: nested ? "text_config." : "")
         if !textFile.statesTying, let tied = outer.tieWordEmbeddings { text.tieWordEmbeddings = tied }
-        var configuration = Qwen2VLConfiguration(text: text, vision: outer.visionConfig ?? .init())
+        var configuration = Qwen2VLConfiguration(
+            text: text, vision: outer.visionConfig ?? (generation == .qwen25VL ? .qwen25VLDefaults : .init()))
+        configuration.modelType = generation.rawValue
         configuration.imageTokenId = outer.imageTokenId ?? configuration.imageTokenId
         configuration.visionStartTokenId = outer.visionStartTokenId ?? configuration.visionStartTokenId
         configuration.visionEndTokenId = outer.visionEndTokenId ?? configuration.visionEndTokenId
@@ -165,12 +170,18 @@ public final class Qwen2VLModel: VisionLanguageModel {
 
     public var visionShape: Qwen2VLVisionShape {
         let vision = configuration.vision
+        let windowed = vision.generation == .qwen25VL
         return Qwen2VLVisionShape(
-            embed: vision.embedDim, mlp: vision.mlpWidth, depth: vision.depth, patchDimension: vision.patchDimension, mergeSize: mergeSize)
+            embed: vision.embedDim, mlp: vision.mlpWidth, depth: vision.depth, patchDimension: vision.patchDimension, mergeSize: mergeSize,
+            gatedMLP: windowed, windowTokens: windowed ? vision.windowTokens : nil,
+            fullAttentionBlocks: windowed ? Set(vision.fullAttentionBlocks).count : 0)
     }
 
-    public func exactVisionFLOPs(tiles: Int, imageBlockSizes: [Int]) -> Double {
-        FLOPs.exactQwen2VLVision(shape: visionShape, imageTokens: imageBlockSizes, textHidden: configuration.text.hiddenSize)
+    public func exactVisionFLOPs(_ images: [ImageInput]) -> Double {
+        let grids = images.map(patchGrid).flatMap { grid in
+            Array(repeating: (rows: grid.rows / mergeSize, columns: grid.columns / mergeSize), count: grid.frames)
+        }
+        return FLOPs.exactQwen2VLVision(shape: visionShape, tokenGrids: grids, textHidden: configuration.text.hiddenSize)
     }
 }
 
@@ -218,11 +229,17 @@ public struct Qwen2VLImageProcessing: ImageProcessing {
 
 extension Qwen2VLModel {
     /// Qwen2-VL (`Qwen2VLForConditionalGeneration`, model_type qwen2_vl) in the registry.
-    public static let family = ModelFamily(
-        name: "Qwen2-VL", modelTypes: ["qwen2_vl"], architectures: ["Qwen2VLForConditionalGeneration"],
-        parse: { data, file in .qwen2VL(try Qwen2VLConfiguration.parse(data, file: file)) },
+    public static let family = family(name: "Qwen2-VL", generation: .qwen2VL, architecture: "Qwen2VLForConditionalGeneration")
+    /// Qwen2.5-VL (`Qwen2_5_VLForConditionalGeneration`, model_type qwen2_5_vl): the same model
+    /// with Qwen2.5-VL's vision tower (RMSNorm, gated MLP, window attention).
+    public static let qwen25Family = family(name: "Qwen2.5-VL", generation: .qwen25VL, architecture: "Qwen2_5_VLForConditionalGeneration")
+
+    static func family(name: String, generation: Qwen2VLVisionGeneration, architecture: String) -> ModelFamily {
+        ModelFamily(
+        name: name, modelTypes: [generation.rawValue], architectures: [architecture],
+        parse: { data, file in .qwen2VL(try Qwen2VLConfiguration.parse(data, file: file, modelType: generation.rawValue)) },
         build: { configuration, checkpoint, source in
-            guard case let .qwen2VL(qwen) = configuration else { throw FamilyMismatchError(family: "Qwen2-VL") }
+            guard case let .qwen2VL(qwen) = configuration, qwen.vision.generation == generation else { throw FamilyMismatchError(family: name) }
             let layout = checkpoint.map(Qwen2VLLayout.detect) ?? .hub
             try qwen.text.checkSizes(against: checkpoint, layout: layout.language, keyPrefix: "text_config.")
             let model = Qwen2VLModel(configuration: qwen, loader: source, layout: layout)
@@ -230,4 +247,5 @@ extension Qwen2VLModel {
                 decoder: model.languageModel, visionLanguageModel: model, ownedPrefixes: layout.ownedPrefixes,
                 languageLayout: layout.language)
         })
+    }
 }
