@@ -127,7 +127,7 @@ public enum Benchmark {
     /// The LLaVA configuration of a preset (the vision tower runs to its feature layer -2).
     public static func configuration(_ preset: ModelPreset) throws -> LlavaConfiguration {
         guard case let .clip(v) = preset.vision else {
-            throw PresetUnsupportedError(preset: preset.name, reason: "timing runs LLaVA-shaped presets only so far; `pdrop flops` counts this one")
+            throw PresetUnsupportedError(preset: preset.name, reason: "it is not a LLaVA; training benchmarks run LLaVA shapes only")
         }
         return LlavaConfiguration { c in
             let d = preset.decoder
@@ -152,6 +152,11 @@ public enum Benchmark {
         progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
         progress("\(preset.name): generating random bf16 weights")
+        if case let .qwen2VL(shape, grid) = preset.vision {
+            return try runQwen2VL(
+                preset: preset, shape: shape, tokenGrid: grid, textTokens: textTokens, decodeTokens: decodeTokens, repeats: repeats,
+                progress: progress)
+        }
         let configuration = try configuration(preset)
         let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
         let side = configuration.visionConfig.imageSize
@@ -165,8 +170,57 @@ public enum Benchmark {
             return 3 + (index * 7919) % 31000
         }
         return try measure(
-            name: preset.name, llava: llava, tiles: Array(repeating: pixels, count: preset.tiles), inputIds: ids,
-            decodeTokens: decodeTokens, repeats: repeats, progress: progress)
+            name: preset.name, model: llava, tiles: preset.tiles, inputIds: ids, positions: nil, decodeTokens: decodeTokens,
+            repeats: repeats, progress: progress
+        ) {
+            // One block holds every tile's features (LLaVA-NeXT's anyres block is one block), in order.
+            let tiles = (0..<preset.tiles).map { _ in llava.imageFeatures(pixelValues: pixels) }
+            return Tensor(shape: [imageTokens, configuration.textConfig.hiddenSize], values: tiles.flatMap { $0.toArray() })
+        }
+    }
+
+    /// A random Qwen2-VL / Qwen2.5-VL of the preset's shape on one image of `tokenGrid` merged
+    /// patches: the prompt is 5 text tokens, the image's pads, the rest of the text, at its 3-D positions.
+    static func runQwen2VL(
+        preset: ModelPreset, shape: Qwen2VLVisionShape, tokenGrid: (rows: Int, columns: Int), textTokens: Int, decodeTokens: Int,
+        repeats: Int, progress: (String) -> Void
+    ) throws -> PresetBenchmark {
+        let d = preset.decoder, windowed = shape.windowTokens != nil
+        let half = d.headDim / 2, temporal = half / 4  // Qwen2-VL's [16, 24, 24] for head_dim 128
+        var vision = windowed ? Qwen2VLVisionConfiguration.qwen25VLDefaults : Qwen2VLVisionConfiguration()
+        vision.depth = shape.depth; vision.embedDim = shape.embed; vision.hiddenSize = d.hidden; vision.numHeads = 16
+        vision.mlpRatio = Double(shape.mlp) / Double(shape.embed); vision.intermediateSize = shape.mlp
+        vision.spatialMergeSize = shape.mergeSize
+        if let side = shape.windowTokens {
+            vision.windowSize = side * shape.mergeSize * vision.patchSize
+            vision.fullAttentionBlocks = (0..<shape.fullAttentionBlocks).map { (shape.depth / shape.fullAttentionBlocks) * ($0 + 1) - 1 }
+        }
+        let text = LlamaConfiguration {
+            $0.vocabSize = d.vocabulary; $0.hiddenSize = d.hidden; $0.intermediateSize = d.intermediate
+            $0.numHiddenLayers = d.layers; $0.numAttentionHeads = d.heads; $0.numKeyValueHeads = d.keyValueHeads
+            $0.headDim = d.headDim; $0.maxPositionEmbeddings = 32_768; $0.ropeTheta = 1_000_000
+            $0.attentionBias = true; $0.mropeSection = [temporal, (half - temporal) / 2, half - temporal - (half - temporal) / 2]
+        }
+        var configuration = Qwen2VLConfiguration(text: text, vision: vision)
+        // The image's special tokens at the top of the vocabulary (the prompt's text ids stay below 31003).
+        (configuration.imageTokenId, configuration.visionStartTokenId, configuration.visionEndTokenId) = (d.vocabulary - 3, d.vocabulary - 2, d.vocabulary - 1)
+        try configuration.validate(file: preset.name)
+        let model = Qwen2VLModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
+        let grid = MultimodalRotaryPositions.ImageGrid(frames: 1, rows: tokenGrid.rows * shape.mergeSize, columns: tokenGrid.columns * shape.mergeSize)
+        let patches = grid.rows * grid.columns
+        var state: UInt64 = 12345
+        let pixels = Tensor(shape: [patches, shape.patchDimension])  // (patches, 3·2·14·14)
+        for i in 0..<pixels.count { pixels[i] = RandomWeightSource.uniform(&state) }
+        let image = ImageInput(tiles: [pixels], patchGrid: grid)
+        let before = 5, imageTokens = model.imageTokenCount(image)
+        let ids = (0..<(textTokens + imageTokens)).map { index -> Int in
+            if index >= before && index < before + imageTokens { return configuration.imageTokenId }
+            return 3 + (index * 7919) % 31000
+        }
+        return try measure(
+            name: preset.name, model: model, tiles: 1, inputIds: ids, positions: try model.promptPositions(tokens: ids, images: [image]),
+            decodeTokens: decodeTokens, repeats: repeats, progress: progress
+        ) { model.imageFeatures(image) }
     }
 
     /// The same measurements on a checkpoint directory written by tools/bench_pytorch.py (its
@@ -181,9 +235,11 @@ public enum Benchmark {
             throw PipelineError.notAVisionLanguageModel(directory: directory.path)
         }
         let inputs = try SafeTensorsFile(path: directory.appendingPathComponent("bench-inputs.safetensors").path)
+        let pixels = try inputs.floatTensor("pixel_values")
         var benchmark = try measure(
-            name: directory.lastPathComponent, llava: llava, tiles: [try inputs.floatTensor("pixel_values")],
-            inputIds: try inputs.integers("input_ids"), decodeTokens: decodeTokens, repeats: repeats, progress: progress)
+            name: directory.lastPathComponent, model: llava, tiles: 1, inputIds: try inputs.integers("input_ids"), positions: nil,
+            decodeTokens: decodeTokens, repeats: repeats, progress: progress
+        ) { llava.imageFeatures(pixelValues: pixels) }
         if let pytorchReport {
             let theirs = try JSONDecoder().decode(PyTorchTimings.self, from: Data(contentsOf: pytorchReport))
             let none = benchmark.results[0], pyramid = benchmark.results[2]
@@ -195,42 +251,42 @@ public enum Benchmark {
         return benchmark
     }
 
-    /// Measures the machine, the vision tower over `tiles`, then none / FastV / PDrop prefill and
-    /// decode; each timing is the best of `repeats` runs (the machines are shared and noisy).
+    /// Measures the machine, the vision tower (`visionPass`: the image block's features (image
+    /// tokens, hidden) from `tiles` tower runs), then none / FastV / PDrop prefill and decode at
+    /// `positions` (0..<tokens by default); each timing is the best of `repeats` runs (the machines
+    /// are shared and noisy).
     static func measure(
-        name: String, llava: LlavaModel, tiles: [Tensor], inputIds ids: [Int], decodeTokens: Int, repeats: Int,
-        progress: (String) -> Void
+        name: String, model vlm: any VisionLanguageModel, tiles: Int, inputIds ids: [Int], positions: Positions?, decodeTokens: Int,
+        repeats: Int, progress: (String) -> Void, visionPass: () -> Tensor
     ) throws -> PresetBenchmark {
         progress("\(name): measuring the machine (sgemm, memory bandwidth)")
         let machine = MachinePeaks.measure()
         progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
-        let model = llava.languageModel
+        guard let model = vlm.decoder as? LlamaModel else { preconditionFailure("every family's decoder is LlamaModel") }
         // Untimed warm-up: every weight page read once (a mapped checkpoint is faulted in from the
         // page cache on first touch; PyTorch's weights are already in memory when it is timed).
         progress("\(name): warming up (one untimed pass over every weight)")
-        _ = llava.imageFeatures(pixelValues: tiles[0])
-        _ = try generateGreedy(model: model, prompt: Array(ids.prefix(8)).map { $0 == llava.configuration.imageTokenIndex ? 1 : $0 },
+        var blockFeatures = visionPass()  // (image tokens, hidden): the one image block's rows
+        _ = try generateGreedy(model: model, prompt: Array(ids.prefix(8)).map { $0 == vlm.imageTokenId ? 1 : $0 },
                                maxNewTokens: 2, stopAtEndOfSequence: false)
-        progress("\(name): vision tower on \(tiles.count) tile(s)")
-        var features: [Tensor] = []
-        let visionSeconds = (0..<max(1, repeats)).map { _ in timed { features = tiles.map { llava.imageFeatures(pixelValues: $0) } } }.min() ?? 0
+        progress("\(name): vision tower on \(tiles) tile(s)")
+        let visionSeconds = (0..<max(1, repeats)).map { _ in timed { blockFeatures = visionPass() } }.min() ?? 0
 
-        // One block holds every tile's features (LLaVA-NeXT's anyres block is one block).
-        guard let first = ids.firstIndex(of: llava.configuration.imageTokenIndex) else {
+        guard let first = ids.firstIndex(of: vlm.imageTokenId) else {
             throw PipelineError.promptWithoutImage(prompt: "benchmark input ids")
         }
-        let imageTokens = ids.filter { $0 == llava.configuration.imageTokenIndex }.count
+        let imageTokens = ids.filter { $0 == vlm.imageTokenId }.count
         let block = first..<(first + imageTokens)
         let textTokens = ids.count - imageTokens
-        // The tiles' features, in order, are the one block's rows.
-        let blockFeatures = Tensor(shape: [imageTokens, model.hiddenSize], values: features.flatMap { $0.toArray() })  // (image tokens, hidden)
-        let embeddings = try llava.embed(tokens: ids, imageFeatures: [blockFeatures])  // (prompt, hidden)
+        let embeddings = try vlm.embed(tokens: ids, imageFeatures: [blockFeatures])  // (prompt, hidden)
 
         let decoder = model.shape
+        // Multi-axis (M-RoPE) positions are preserved after a drop (PYRAMIDDROP.md §9).
+        let pyramidPositions: PositionMode = model.positionAxes > 1 ? .preserve : .reindex
         let reducers: [VisualTokenReducer] = [
             NoReduction(),
             FastVReducer(setting: try FastVSetting(layer: 2, dropRatio: 0.5, layerCount: decoder.layers)),
-            PyramidDropReducer(schedule: try PyramidDropSchedule.paperDefault(layerCount: decoder.layers)),
+            PyramidDropReducer(schedule: try PyramidDropSchedule.paperDefault(layerCount: decoder.layers), positionMode: pyramidPositions),
         ]
         let decodeWeightBytes = model.layers.reduce(0) { total, layer in
             total + [layer.queryProjection, layer.keyProjection, layer.valueProjection, layer.outputProjection,
@@ -242,7 +298,7 @@ public enum Benchmark {
         for reducer in reducers {
             progress("\(name): \(describe(reducer))")
             var entry = try measure(
-                reducer: reducer, model: model, embeddings: embeddings, block: block, textTokens: textTokens,
+                reducer: reducer, model: model, embeddings: embeddings, positions: positions, block: block, textTokens: textTokens,
                 decodeTokens: decodeTokens, repeats: repeats, machine: machine, decodeBound: decodeBound)
             if let vanilla = results.first {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
@@ -254,19 +310,19 @@ public enum Benchmark {
             results.append(entry)
         }
         return PresetBenchmark(
-            preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles.count, machine: machine,
+            preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles, machine: machine,
             decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
     }
 
     /// One reducer's prefill and decode on embeddings(prompt, hidden) with the image `block`:
     /// the best of `repeats` runs, its exact FLOPs and efficiencies (speedups are filled in by the caller).
     static func measure(
-        reducer: VisualTokenReducer, model: LlamaModel, embeddings: Tensor, block: Range<Int>, textTokens: Int,
+        reducer: VisualTokenReducer, model: LlamaModel, embeddings: Tensor, positions: Positions?, block: Range<Int>, textTokens: Int,
         decodeTokens: Int, repeats: Int, machine: MachinePeaks, decodeBound: Double
     ) throws -> ReductionBenchmark {
         func run() throws -> GenerationResult {
             try generateGreedy(
-                model: model, promptEmbeddings: embeddings.copyRows(0..<embeddings.size(0)), imageBlocks: [block],
+                model: model, promptEmbeddings: embeddings.copyRows(0..<embeddings.size(0)), positions: positions, imageBlocks: [block],
                 reducer: reducer, maxNewTokens: decodeTokens + 1, stopAtEndOfSequence: false)
         }
         resetPeakResidentMemory()

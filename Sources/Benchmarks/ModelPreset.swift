@@ -45,7 +45,16 @@ public struct ModelPreset: Sendable {
         decoder: DecoderShape(layers: 16, hidden: 1024, intermediate: 2816, heads: 16, keyValueHeads: 16, headDim: 64, vocabulary: 32064),
         vision: .clip(VisionShape(hidden: 256, intermediate: 1024, heads: 4, layersRun: 4, patchSize: 14, channels: 3, patchesPerTile: 576)),
         imageTokens: 2880, tiles: 5)
-    public static let all = [llava15_7B, llavaNext7B, qwen2VL7B, qwen25VL7B, small, trainNext]
+    /// `small`'s decoder with a small Qwen2.5-VL tower on a 24 × 24-token image (576 tokens, as
+    /// LLaVA-1.5's): the M-RoPE and window-attention paths in seconds.
+    public static let smallQwen25VL = ModelPreset(
+        name: "small-qwen2.5-vl",
+        decoder: DecoderShape(layers: 8, hidden: 256, intermediate: 688, heads: 8, keyValueHeads: 4, headDim: 32, vocabulary: 32064),
+        vision: .qwen2VL(Qwen2VLVisionShape(embed: 128, mlp: 342, depth: 4, patchDimension: 3 * 2 * 14 * 14, mergeSize: 2,
+                                            gatedMLP: true, windowTokens: 4, fullAttentionBlocks: 2),
+                         tokenGrid: (rows: 24, columns: 24)),
+        imageTokens: 576, tiles: 1)
+    public static let all = [llava15_7B, llavaNext7B, qwen2VL7B, qwen25VL7B, small, smallQwen25VL, trainNext]
 
     public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
 }

@@ -259,10 +259,10 @@ public func generateGreedy(
 
 /// Greedy decoding from input embeddings with `reducer` (see `generate`).
 public func generateGreedy(
-    model: any LanguageDecoder, promptEmbeddings: Tensor, imageBlocks: [Range<Int>] = [],
+    model: any LanguageDecoder, promptEmbeddings: Tensor, positions: Positions? = nil, imageBlocks: [Range<Int>] = [],
     reducer: VisualTokenReducer = NoReduction(), maxNewTokens: Int, stopAtEndOfSequence: Bool = true
 ) throws -> GenerationResult {
     try generate(
-        decoder: model, promptEmbeddings: promptEmbeddings, imageBlocks: imageBlocks, reducer: reducer,
+        decoder: model, promptEmbeddings: promptEmbeddings, positions: positions, imageBlocks: imageBlocks, reducer: reducer,
         parameters: GenerationParameters(maxNewTokens: maxNewTokens, stopAtEndOfSequence: stopAtEndOfSequence))
 }

@@ -20,6 +20,12 @@ public struct Qwen2VLConfiguration: Equatable, Sendable {
     public var visionEndTokenId = 151_653
     public var modelType = "qwen2_vl"
 
+    public init(text: LlamaConfiguration, vision: Qwen2VLVisionConfiguration) {
+        self.text = text
+        self.vision = vision
+        modelType = vision.generation.rawValue
+    }
+
     private struct File: Decodable {
         let textConfig: Qwen2TextConfiguration?
         let visionConfig: Qwen2VLVisionConfiguration?
@@ -44,7 +50,6 @@ public struct Qwen2VLConfiguration: Equatable, Sendable {
         if !textFile.statesTying, let tied = outer.tieWordEmbeddings { text.tieWordEmbeddings = tied }
         var configuration = Qwen2VLConfiguration(
             text: text, vision: outer.visionConfig ?? (generation == .qwen25VL ? .qwen25VLDefaults : .init()))
-        configuration.modelType = generation.rawValue
         configuration.imageTokenId = outer.imageTokenId ?? configuration.imageTokenId
         configuration.visionStartTokenId = outer.visionStartTokenId ?? configuration.visionStartTokenId
         configuration.visionEndTokenId = outer.visionEndTokenId ?? configuration.visionEndTokenId
@@ -52,7 +57,8 @@ public struct Qwen2VLConfiguration: Equatable, Sendable {
         return configuration
     }
 
-    func validate(file: String, textKeyPrefix: String) throws {
+    /// Checks the parts and how they connect; `file` names the config in errors.
+    public func validate(file: String, textKeyPrefix: String = "") throws {
         try text.validate(file: file)
         try vision.validate(file: file)
         guard let sections = text.mropeSection else {
