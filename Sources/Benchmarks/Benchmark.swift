@@ -231,8 +231,10 @@ public enum Benchmark {
         progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
         progress("\(directory.lastPathComponent): loading the checkpoint")
-        guard let llava = try LoadedModel.load(directory: directory).llava else {
-            throw PipelineError.notAVisionLanguageModel(directory: directory.path)
+        let loaded = try LoadedModel.load(directory: directory)
+        guard loaded.visionLanguageModel != nil else { throw PipelineError.notAVisionLanguageModel(directory: directory.path) }
+        guard let llava = loaded.llava else {
+            throw PipelineError.needsLlava(directory: directory.path, family: loaded.family.name, purpose: "a checkpoint benchmark against PyTorch")
         }
         let inputs = try SafeTensorsFile(path: directory.appendingPathComponent("bench-inputs.safetensors").path)
         let pixels = try inputs.floatTensor("pixel_values")

@@ -16,6 +16,7 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case padToSquareWithDynamicResolution(directory: String)
     case processorDisagrees(directory: String, reason: String)
     case imageUnusable(source: String, reason: String)
+    case needsLlava(directory: String, family: String, purpose: String)
 
     public var description: String {
         switch self {
@@ -48,6 +49,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
             return "\(directory): \(reason)"
         case let .imageUnusable(source, reason):
             return "\(source): cannot preprocess the image: \(reason)"
+        case let .needsLlava(directory, family, purpose):
+            return "\(directory): \(purpose) takes LLaVA-family checkpoints (LLaVA-1.5, LLaVA-NeXT) so far; this one is \(family)"
         case let .noTokenizer(directory):
             return "\(directory): no tokenizer.json, so text cannot be encoded; give token ids instead"
         }

@@ -285,7 +285,8 @@ public final class DecodeScheduler: @unchecked Sendable {
             let cache = decoder.makeCache(capacity: prompt.inputIds.count + generation.tokenLimit)
             let start = clock.now
             let prefill = decoder.prefill(
-                embeddings: try session.embeddings(prompt), imageBlocks: prompt.imageBlocks, reducer: reducer, cache: cache)
+                embeddings: try session.embeddings(prompt), imageBlocks: prompt.imageBlocks, reducer: reducer, cache: cache,
+                positions: prompt.positions)
             let lastRow = prefill.hidden.size(0) - 1
             let logits = decoder.logits(prefill.hidden, rows: lastRow..<(lastRow + 1))  // (1, vocab)
             generation.result.record(prefill, seconds: (clock.now - start).inSeconds, lastPromptLogits: logits)

@@ -65,8 +65,9 @@ struct EvalStudyCommand: ParsableCommand {
             let template = template.flatMap(ConversationTemplate.named)
 
             let mainSession = try withFlagNames { try InferenceSession(directory: URL(fileURLWithPath: model), imageOptions: ImageProcessingOptions(), template: template) }
+            guard mainSession.visionLanguageModel != nil else { throw PipelineError.notAVisionLanguageModel(directory: model) }
             guard let vision = mainSession.loaded.llava else {
-                throw PipelineError.notAVisionLanguageModel(directory: model)
+                throw PipelineError.needsLlava(directory: model, family: mainSession.loaded.family.name, purpose: "the study (square patch grids)")
             }
             let imageTokens = vision.tokensPerTile, layers = mainSession.decoder.shape.layers
             let costSettings = try QualityStudy.costSettings(imageTokens: imageTokens)

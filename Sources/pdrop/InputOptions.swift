@@ -72,7 +72,7 @@ func withFlagNames<T>(_ body: () throws -> T) throws -> T {
         let flag: String
         switch error {
         case .noGridResolution, .maxTilesWithoutAnyres: flag = "--max-tiles"
-        case .padToSquareWithAnyres: flag = "--pad-to-square"
+        case .padToSquareWithAnyres, .padToSquareWithDynamicResolution: flag = "--pad-to-square"
         case .keptPictureNeedsSingleTile: flag = "--save-kept"
         case .notAVisionLanguageModel: flag = "--image"
         case .noTokenizer: flag = "--prompt-ids"

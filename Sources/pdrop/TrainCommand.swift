@@ -111,8 +111,11 @@ struct TrainCommand: ParsableCommand {
             let pipeline = try withFlagNames {
                 try InferenceSession(directory: source, imageOptions: ImageProcessingOptions(maxTiles: maxTiles), copiesToFloat32: true)
             }
-            guard let llava = pipeline.loaded.llava, let tokenizer = pipeline.tokenizer else {
+            guard pipeline.loaded.visionLanguageModel != nil, let tokenizer = pipeline.tokenizer else {
                 throw PipelineError.notAVisionLanguageModel(directory: source.path)
+            }
+            guard let llava = pipeline.loaded.llava else {
+                throw PipelineError.needsLlava(directory: source.path, family: pipeline.loaded.family.name, purpose: "training")
             }
             let reducer = try reductionOptions.request().makeReducer(decoder: llava.decoder.shape, imageTokens: llava.tokensPerTile)
             let dataset = try TrainingDataset.load(

@@ -87,6 +87,9 @@ import TestSupport
         #expect(badPart.status != 0 && badPart.stderr.contains("eyes"))
         let notTraining = try runPDrop(["train", "--resume", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path])
         #expect(notTraining.status != 0 && notTraining.stderr.contains("trainer_state.safetensors"))
+        let qwen = try runPDrop(["train", "--model", Fixtures.url("tiny-qwen2-vl").path, "--data", data, "--images", images, "--steps", "1",
+                                 "--output", directory.appendingPathComponent("qwen").path])
+        #expect(qwen.status != 0 && qwen.stderr.contains("LLaVA-family") && qwen.stderr.contains("Qwen2-VL"), "\(qwen.stderr)")
     }
 
     /// The training benchmark's report (structure and token accounting; timings are not asserted).

@@ -16,52 +16,56 @@ import Vision
 @Suite struct Qwen2VLParityTests {
     static let fixtures = ["tiny-qwen2-vl", "tiny-qwen2.5-vl"]
     static let question = "What is shown in this image?"
+    /// The reference's prompts: a landscape and a portrait photograph (grids of 12 × 18 and 20 × 8 patches).
+    static let prompts = ["prompt", "portrait"]
 
     func reference(_ name: String) throws -> SafeTensorsFile {
         try SafeTensorsFile(path: Fixtures.url(name).appendingPathComponent("reference.safetensors").path)
     }
 
-    func preparedPrompt(_ session: InferenceSession) throws -> PreparedPrompt {
-        try session.prepare(.messages([ChatMessage(
-            role: .user, parts: [.image(.file(Fixtures.url("images/chelsea.jpg"))), .text(Self.question)])]))
+    func preparedPrompt(_ session: InferenceSession, _ prompt: String = "prompt") throws -> PreparedPrompt {
+        let (image, question) = prompt == "portrait"
+            ? ("qwen2-vl-images/chelsea_portrait.png", "Describe the picture.") : ("images/chelsea.jpg", Self.question)
+        return try session.prepare(.messages([ChatMessage(role: .user, parts: [.image(.file(Fixtures.url(image))), .text(question)])]))
     }
 
-    @Test(arguments: fixtures)
-    func inputIdsAndPositionsMatchTheProcessor(_ name: String) throws {
+    @Test(arguments: fixtures, prompts)
+    func inputIdsAndPositionsMatchTheProcessor(_ name: String, _ key: String) throws {
         let session = try InferenceSession(directory: Fixtures.url(name))
         let reference = try reference(name)
-        let prompt = try preparedPrompt(session)
-        #expect(prompt.inputIds == (try reference.integers("prompt.input_ids")))
-        let expectedPositions = try reference.integers("prompt.position_ids")  // (3, tokens) row-major
+        let prompt = try preparedPrompt(session, key)
+        #expect(prompt.inputIds == (try reference.integers("\(key).input_ids")))
+        let expectedPositions = try reference.integers("\(key).position_ids")  // (3, tokens) row-major
         let positions = try #require(prompt.positions)
         #expect(positions.axes.flatMap { $0 } == expectedPositions)
-        #expect(positions.next - prompt.inputIds.count == (try reference.integers("prompt.rope_delta"))[0])
-        #expect(prompt.imageBlocks.count == 1 && prompt.imageBlocks[0].count == 54)
+        #expect(positions.next - prompt.inputIds.count == (try reference.integers("\(key).rope_delta"))[0])
+        let grid = try reference.integers("\(key).image_grid_thw")
+        #expect(prompt.imageBlocks.count == 1 && prompt.imageBlocks[0].count == grid[1] * grid[2] / 4)
     }
 
-    @Test(arguments: fixtures)
-    func everyLayerTheLogitsAndGreedyTokensMatchTransformers(_ name: String) throws {
+    @Test(arguments: fixtures, prompts)
+    func everyLayerTheLogitsAndGreedyTokensMatchTransformers(_ name: String, _ key: String) throws {
         let session = try InferenceSession(directory: Fixtures.url(name))
         let reference = try reference(name)
-        let prompt = try preparedPrompt(session)
+        let prompt = try preparedPrompt(session, key)
         let decoder = try #require(session.loaded.llama)
         #expect(decoder.positionAxes == 3)
         let hidden = try session.embeddings(prompt)  // (tokens, hidden)
         var layerDifferences: [Float] = []
         decoder.runLayers(hidden: hidden, positions: try #require(prompt.positions), cache: decoder.makeCache(capacity: hidden.size(0))) { _, layer, tensor in
-            guard let expected = try? reference.floatTensor("prompt.layer.\(layer)") else { return }
+            guard let expected = try? reference.floatTensor("\(key).layer.\(layer)") else { return }
             let scale = max(1, expected.buffer.map(abs).max() ?? 0)
             layerDifferences.append(maxAbsoluteDifference(tensor, expected) / scale)
         }
         #expect(layerDifferences.count == decoder.layers.count && layerDifferences.allSatisfy { $0 < 1e-5 }, "\(layerDifferences)")
         let logits = decoder.logits(hidden, rows: (hidden.size(0) - 1)..<hidden.size(0))  // (1, vocab)
-        let expectedLogits = try reference.floatTensor("prompt.last_logits")
+        let expectedLogits = try reference.floatTensor("\(key).last_logits")
         let logitDifference = maxAbsoluteDifference(logits, expectedLogits) / max(1, expectedLogits.buffer.map(abs).max() ?? 0)
         #expect(logitDifference < 1e-4)
-        print("\(name) prompt: decoder layers \(layerDifferences) (relative), last logits \(logitDifference) (relative to the largest)")
+        print("\(name) \(key): decoder layers \(layerDifferences) (relative), last logits \(logitDifference) (relative to the largest)")
 
         let result = try session.generate(prompt, reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
-        #expect(result.tokens == (try reference.integers("prompt.greedy")))
+        #expect(result.tokens == (try reference.integers("\(key).greedy")))
     }
 
     /// PyramidDrop (drops after layers 1, 2, 3 keeping 50%, 25%, 12.5%) and FastV (after layer 2,
@@ -141,17 +145,68 @@ import Vision
         #expect("\(error!)".contains("M-RoPE") && "\(error!)".contains("preserve"))
     }
 
+    /// The hub's config.json: the decoder's keys at the top level, `rope_scaling` of type "mrope",
+    /// `in_chans`; the same model, the same answer.
+    @Test(arguments: fixtures)
+    func theHubConfigLayoutGivesTheSameAnswer(_ name: String) throws {
+        let directory = try copyOfFixture(name)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("config.json")
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var text = try #require(config.removeValue(forKey: "text_config") as? [String: Any])
+        let rope = try #require(text.removeValue(forKey: "rope_parameters") as? [String: Any])
+        text["rope_theta"] = rope["rope_theta"]
+        text["rope_scaling"] = ["type": "mrope", "mrope_section": rope["mrope_section"]!]
+        var vision = try #require(config["vision_config"] as? [String: Any])
+        vision["in_chans"] = vision.removeValue(forKey: "in_channels")
+        config["vision_config"] = vision
+        config.merge(text) { outer, _ in outer }
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        let session = try InferenceSession(directory: directory)
+        let result = try session.generate(try preparedPrompt(session), reducer: NoReduction(), maxNewTokens: 16, stopAtEndOfSequence: false)
+        #expect(result.tokens == (try reference(name).integers("prompt.greedy")))
+    }
+
+    /// Configurations a Qwen2-VL cannot be built from are refused, naming the key.
+    @Test(arguments: [
+        ("rope_parameters", "rope_parameters.mrope_section"), ("mrope_section", "rope_parameters.mrope_section"),
+        ("image_token_id", "image_token_id"), ("vision_hidden", "vision_config.hidden_size"),
+    ])
+    func badConfigurationsNameTheKey(_ change: String, _ key: String) throws {
+        let directory = try copyOfFixture("tiny-qwen2-vl")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("config.json")
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var text = try #require(config["text_config"] as? [String: Any])
+        var vision = try #require(config["vision_config"] as? [String: Any])
+        switch change {
+        case "rope_parameters": text["rope_parameters"] = ["rope_type": "default", "rope_theta": 1e6]
+        case "mrope_section": text["rope_parameters"] = ["rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 4]]
+        case "image_token_id": config["image_token_id"] = 100_000
+        default: vision["hidden_size"] = 48
+        }
+        (config["text_config"], config["vision_config"]) = (text, vision)
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        let error = #expect(throws: ConfigurationError.self) { try LoadedModel.load(directory: directory) }
+        #expect("\(error!)".contains("'\(key)'") || "\(error!)".contains("'text_config.\(key)'"), "\(error!)")
+    }
+
+    func copyOfFixture(_ name: String) throws -> URL {
+        let directory = try makeTemporaryDirectory()
+        let fixture = Fixtures.url(name)
+        for file in try FileManager.default.contentsOfDirectory(atPath: fixture.path) {
+            try FileManager.default.copyItem(at: fixture.appendingPathComponent(file), to: directory.appendingPathComponent(file))
+        }
+        return directory
+    }
+
     /// transformers 4.5x saved Qwen2-VL as model.language_model.* and model.visual.*: the same
     /// model, the same answer.
     @Test(arguments: fixtures)
     func theNestedWeightLayoutGivesTheSameAnswer(_ name: String) throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try copyOfFixture(name)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let fixture = Fixtures.url(name)
-        for file in try FileManager.default.contentsOfDirectory(atPath: fixture.path) where file != "model.safetensors" {
-            try FileManager.default.copyItem(at: fixture.appendingPathComponent(file), to: directory.appendingPathComponent(file))
-        }
-        let source = try Checkpoint(directory: fixture)
+        let source = try Checkpoint(directory: Fixtures.url(name))
         let items = try source.tensorNames.map { name -> SafeTensorsWriter.Item in
             let renamed = name.hasPrefix("visual.") ? "model." + name
                 : name.hasPrefix("model.") ? "model.language_model." + name.dropFirst("model.".count) : name

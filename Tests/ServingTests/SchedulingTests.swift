@@ -166,6 +166,38 @@ final class RawConnection: @unchecked Sendable {
         #expect(scheduler.load == (0, 0))
     }
 
+    /// Qwen2-VL's 3-D positions through batched decoding: each request decodes from its own
+    /// rope delta, as it would alone.
+    @Test func batchedDecodingOfQwen2VLContinuesFromEachPromptsOwnPositions() async throws {
+        let qwen = try InferenceSession(directory: Fixtures.url("tiny-qwen2-vl"))
+        let scheduler = DecodeScheduler(session: qwen, slots: 3, maxQueue: 4, observer: { _, _ in })
+        defer { scheduler.shutdown() }
+        let image = ChatMessage.Part.image(.file(Fixtures.url("images/chelsea.jpg")))
+        let cases: [(parts: [ChatMessage.Part], reduction: ReductionRequest)] = [
+            ([image, .text("What is in the picture?")], ReductionRequest()),
+            ([image, .text("Describe it.")], .noReduction),
+            ([.text("Hello there")], .noReduction),
+        ]
+        var handles: [JobHandle] = []
+        for item in cases {
+            handles.append(try scheduler.submit(GenerationJob(
+                input: .messages([ChatMessage(role: .user, parts: item.parts)]), reduction: item.reduction,
+                parameters: GenerationParameters(maxNewTokens: 10, stopAtEndOfSequence: false))))
+        }
+        for (handle, item) in zip(handles, cases) {
+            var result: GenerationResult?
+            for await event in handle.events {
+                if case let .finished(value) = event { result = value }
+                if case let .failed(error) = event { Issue.record("job \(handle.id) failed: \(error)") }
+            }
+            let prompt = try qwen.prepare(.messages([ChatMessage(role: .user, parts: item.parts)]))
+            let alone = try qwen.generate(
+                prompt, reducer: try qwen.reducer(item.reduction, for: prompt),
+                parameters: GenerationParameters(maxNewTokens: 10, stopAtEndOfSequence: false))
+            #expect(result?.tokens == alone.tokens, "job \(handle.id)")
+        }
+    }
+
     /// A live server on loopback with one slot, and its phase log.
     func withLiveServer(maxQueue: Int = 4, _ body: @Sendable (_ port: Int, _ log: PhaseLog, _ model: ServedModel) async throws -> Void) async throws {
         let log = PhaseLog()

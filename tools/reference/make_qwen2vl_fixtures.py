@@ -7,8 +7,8 @@ the vocabulary and the embedding stay small), and reference.safetensors with wha
   * the vision tower on two photographs of different grids (the processor's pixel_values, one image
     after the other): every block's output (patches in merge order, Qwen2.5-VL's window order undone)
     and the merger's output;
-  * a chat prompt with one photograph through Qwen2VLProcessor (apply_chat_template, then the
-    processor): input_ids, image_grid_thw, the 3-D position ids and rope delta of get_rope_index,
+  * a chat prompt with each photograph (landscape: "prompt.*", portrait: "portrait.*") through the
+    processor (apply_chat_template, then the processor): input_ids, image_grid_thw, the 3-D position ids and rope delta of get_rope_index,
     every decoder layer's output, the last position's logits, and 16 greedy tokens (argmax, no stop
     at EOS) each recomputed over the whole sequence;
   * the same prompt under PyramidDrop (drops after layers 1, 2, 3 keeping 50%, 25%, 12.5%) and FastV
@@ -36,6 +36,7 @@ from common import fixture_dir, randomize
 GREEDY_STEPS = 16
 MIN_PIXELS, MAX_PIXELS = 3136, 50176
 QUESTION = "What is shown in this image?"
+PORTRAIT_QUESTION = "Describe the picture."
 # Qwen2-VL-7B-Instruct's chat template (images and text only).
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -134,32 +135,43 @@ reference.update({f"vision.block.{i}": tensor.contiguous() for i, tensor in enum
 # image processor and tokenizer given are the right classes, so the check is skipped.
 PROCESSOR.check_argument_for_proper_class = lambda self, name, argument: None
 processor = PROCESSOR(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=CHAT_TEMPLATE)
-messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
-text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-inputs = processor(text=[text], images=[images[0]], return_tensors="pt", return_mm_token_type_ids=True)
-position_ids, rope_deltas = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
-                                                       image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
-layers = []
-hooks = [layer.register_forward_hook(lambda module, args, output: layers.append((output[0] if isinstance(output, tuple) else output).detach().clone()))
-         for layer in model.model.language_model.layers]
-with torch.no_grad():
-    logits = model(**inputs).logits[0]
-for hook in hooks:
-    hook.remove()
-sequence = inputs["input_ids"]
-greedy = []
-with torch.no_grad():
-    for _ in range(GREEDY_STEPS):
-        types = torch.cat([inputs["mm_token_type_ids"], torch.zeros((1, sequence.shape[1] - inputs["input_ids"].shape[1]), dtype=torch.int64)], 1)
-        step = model(input_ids=sequence, attention_mask=torch.ones_like(sequence), pixel_values=inputs["pixel_values"],
-                     image_grid_thw=inputs["image_grid_thw"], mm_token_type_ids=types).logits[0, -1]
-        greedy.append(int(step.argmax()))
-        sequence = torch.cat([sequence, torch.tensor([[greedy[-1]]])], dim=1)
-reference.update({
-    "prompt.input_ids": inputs["input_ids"][0].to(torch.int64), "prompt.image_grid_thw": inputs["image_grid_thw"].to(torch.int64),
-    "prompt.position_ids": position_ids[:, 0].to(torch.int64).contiguous(), "prompt.rope_delta": rope_deltas.reshape(1).to(torch.int64),
-    "prompt.last_logits": logits[-1].contiguous(), "prompt.greedy": torch.tensor(greedy, dtype=torch.int64)})
-reference.update({f"prompt.layer.{i}": tensor[0].contiguous() for i, tensor in enumerate(layers)})
+def prompt_reference(image, question, prefix):
+    """One chat message with `image` through the processor and the model: reference entries under
+    `prefix` (input ids, grid, 3-D positions, rope delta, every decoder layer, last logits, 16 greedy
+    tokens each recomputed over the whole sequence), and the processor's inputs and positions."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[image], return_tensors="pt", return_mm_token_type_ids=True)
+    position_ids, rope_deltas = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
+                                                           image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+    layers = []
+    hooks = [layer.register_forward_hook(lambda module, args, output: layers.append((output[0] if isinstance(output, tuple) else output).detach().clone()))
+             for layer in model.model.language_model.layers]
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    for hook in hooks:
+        hook.remove()
+    sequence = inputs["input_ids"]
+    greedy = []
+    with torch.no_grad():
+        for _ in range(GREEDY_STEPS):
+            types = torch.cat([inputs["mm_token_type_ids"], torch.zeros((1, sequence.shape[1] - inputs["input_ids"].shape[1]), dtype=torch.int64)], 1)
+            step = model(input_ids=sequence, attention_mask=torch.ones_like(sequence), pixel_values=inputs["pixel_values"],
+                         image_grid_thw=inputs["image_grid_thw"], mm_token_type_ids=types).logits[0, -1]
+            greedy.append(int(step.argmax()))
+            sequence = torch.cat([sequence, torch.tensor([[greedy[-1]]])], dim=1)
+    reference.update({
+        f"{prefix}.input_ids": inputs["input_ids"][0].to(torch.int64), f"{prefix}.image_grid_thw": inputs["image_grid_thw"].to(torch.int64),
+        f"{prefix}.position_ids": position_ids[:, 0].to(torch.int64).contiguous(), f"{prefix}.rope_delta": rope_deltas.reshape(1).to(torch.int64),
+        f"{prefix}.last_logits": logits[-1].contiguous(), f"{prefix}.greedy": torch.tensor(greedy, dtype=torch.int64)})
+    reference.update({f"{prefix}.layer.{i}": tensor[0].contiguous() for i, tensor in enumerate(layers)})
+    print(f"{NAME} {prefix}: grid", inputs["image_grid_thw"].tolist(), len(inputs["input_ids"][0]), "tokens,",
+          int((inputs["input_ids"][0] == config.image_token_id).sum()), "image tokens; greedy", greedy)
+    return text, inputs, position_ids, logits, greedy
+
+
+text, inputs, position_ids, logits, greedy = prompt_reference(images[0], QUESTION, "prompt")
+prompt_reference(images[1], PORTRAIT_QUESTION, "portrait")  # another aspect ratio, another grid
 
 # PyramidDrop and FastV as ../shared/PYRAMIDDROP.md §9 fixes them for 3-D positions (pdrop_reference.run
 # with the prompt's M-RoPE positions, preserved after each drop): the kept tokens of every drop, the
@@ -181,6 +193,4 @@ for name, settings in {"pdrop": dict(method="pdrop", layers=(1, 2, 3), ratios=(0
 save_file(reference, os.path.join(out, "reference.safetensors"), metadata={
     "source": f"transformers 5.23 {MODEL.__name__}, {PROCESSOR.__name__}",
     "images": "Tests/Fixtures/images/chelsea.jpg,Tests/Fixtures/qwen2-vl-images/chelsea_portrait.png", "prompt": text})
-print(f"{NAME}: grids", batch["image_grid_thw"].tolist(), "prompt", len(inputs["input_ids"][0]), "tokens,",
-      int((inputs["input_ids"][0] == config.image_token_id).sum()), "image tokens; greedy", greedy)
 print(repr(text))

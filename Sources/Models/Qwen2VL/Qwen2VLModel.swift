@@ -71,7 +71,7 @@ public struct Qwen2VLConfiguration: Equatable, Sendable {
         }
         if vision.hiddenSize != text.hiddenSize {
             throw ConfigurationError.invalidValue(
-                file: file, key: "vision_config.hidden_size",
+                file: file, key: vision.generation == .qwen25VL ? "vision_config.out_hidden_size" : "vision_config.hidden_size",
                 reason: "(\(vision.hiddenSize)) must equal the language model's hidden_size (\(text.hiddenSize)): the merger writes its tokens")
         }
         for (key, id) in [("image_token_id", imageTokenId), ("vision_start_token_id", visionStartTokenId), ("vision_end_token_id", visionEndTokenId)]
