@@ -27,8 +27,11 @@ let package = Package(
 
         // Foundation's file and JSON errors in words, for every reader and writer of files. Foundation only.
         .target(name: "FileAccess"),
+        // Kernels in C for instructions Swift cannot name (AVX-512 BF16), chosen at run time by CPUID.
+        // Optimised even in debug builds: the tests run them on real sizes.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         // Storage, shapes, dtype conversion, kernels and the thread pool. Knows nothing of models or files.
-        .target(name: "TensorCore", dependencies: ["CBLAS"]),
+        .target(name: "TensorCore", dependencies: ["CBLAS", "CKernels"]),
         // tokenizer.json as the Python tokenizers library runs it. Foundation only.
         .target(name: "Tokenizer", dependencies: ["FileAccess"]),
         // Images: PNG/JPEG decoding as PIL does it, CLIP preprocessing as transformers does it.
@@ -49,7 +52,7 @@ let package = Package(
         // settings in one pass, reports.
         .target(name: "Evaluation", dependencies: ["FileAccess", "Engine", "Models", "TokenReduction", "TensorCore", "Vision"]),
         // Benchmarks: machine peaks, the paper's model presets, inference and training timings, reports.
-        .target(name: "Benchmarks", dependencies: ["Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
+        .target(name: "Benchmarks", dependencies: ["CKernels", "Engine", "Training", "Models", "TensorCore", "SafeTensors", "TokenReduction"]),
         // Generated visual question-answering data (scenes, MNIST digit grids) with per-question patches.
         .target(name: "TaskData", dependencies: ["FileAccess", "Vision", "TensorCore", "CZlib"]),
         // `pdrop serve`: OpenAI's chat-completions protocol over HTTP (Hummingbird), batched
@@ -67,7 +70,7 @@ let package = Package(
         .executableTarget(name: "pdrop-fuzz", dependencies: ["FuzzHarness"], path: "Sources/Fuzz"),
 
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors", "Engine", "Models"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "TokenReductionTests", dependencies: ["TokenReduction", "Benchmarks"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),

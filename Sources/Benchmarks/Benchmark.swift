@@ -4,25 +4,47 @@ import Models
 import SafeTensors
 import TensorCore
 import TokenReduction
+import CKernels
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// What this machine can do, measured in the same run as the figures compared with it.
+///
+/// The arithmetic peaks come from loops of independent multiply-adds on registers only (no
+/// memory, no library), so they are the cores' limits; the library products (OpenBLAS's sgemm,
+/// our bf16 kernel) are measured beside them on a decoder's shape. Fields after `threads` are
+/// optional so that JSON written before they existed still reads.
 public struct MachinePeaks: Codable, Equatable {
     /// Best of several fp32 sgemm calls of a decoder's shape (1024 × 4096 × 4096), in GFLOP/s (2 per multiply-add).
     public var sgemmGFLOPs: Double
-    /// Best of several parallel reads of a 1 GiB buffer, in GB/s.
+    /// Best of several streaming reads of a 1 GiB buffer on every thread (8 independent vector
+    /// sums each), in GB/s.
     public var memoryGBs: Double
     public var threads: Int
+    /// The instruction sets the kernels can use (`CPUFeatures.names`).
+    public var cpuFeatures: [String]?
+    /// fp32 FMA peak on every thread (512-bit FMAs with AVX-512, else 256-bit), GFLOP/s.
+    public var fp32PeakGFLOPs: Double?
+    /// bf16 dot-product peak (VDPBF16PS) on every thread, GFLOP/s; nil without AVX512-BF16.
+    public var bf16PeakGFLOPs: Double?
+    /// Our bf16 product (`BFloat16Products`) on the sgemm's shape, GFLOP/s; nil without AVX512-BF16.
+    public var bf16GemmGFLOPs: Double?
 
     public static func measure() -> MachinePeaks {
-        MachinePeaks(sgemmGFLOPs: sgemmPeak(), memoryGBs: memoryBandwidth(), threads: ThreadPool.threadCount)
+        let bf16 = BFloat16Products.isAvailable
+        return MachinePeaks(
+            sgemmGFLOPs: sgemmPeak(), memoryGBs: memoryBandwidth(), threads: ThreadPool.threadCount,
+            cpuFeatures: CPUFeatures.current.names, fp32PeakGFLOPs: registerPeak { pd_peak_fp32($0, $1) },
+            bf16PeakGFLOPs: bf16 ? registerPeak { pd_peak_bf16($0, $1) } : nil, bf16GemmGFLOPs: bf16 ? bfloat16GemmPeak() : nil)
     }
 
+    /// The shape of the library products: a 1024-token prefill through a 4096 × 4096 projection.
+    static let productShape = (m: 1024, n: 4096, k: 4096)
+
     static func sgemmPeak() -> Double {
-        let m = 1024, n = 4096, k = 4096
+        let (m, n, k) = productShape
         let a = Tensor(shape: [m, k]), b = Tensor(shape: [n, k]), c = Tensor(shape: [m, n])
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
         for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
@@ -35,31 +57,77 @@ public struct MachinePeaks: Codable, Equatable {
         return best
     }
 
-    static func memoryBandwidth() -> Double {
-        let count = 1 << 28  // 1 GiB of fp32
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { buffer.deallocate() }
-        ThreadPool.parallelFor(count, minimumPerThread: 1 << 20) { range in
-            for i in range { buffer[i] = 1 }
-        }
+    static func bfloat16GemmPeak() -> Double {
+        let (m, n, k) = productShape
+        let a = Tensor(shape: [m, k]), c = Tensor(shape: [m, n])
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
+        let weights = UnsafeMutablePointer<UInt16>.allocate(capacity: n * k)  // (n, k) bf16
+        defer { weights.deallocate() }
+        for i in 0..<(n * k) { weights[i] = HalfPrecision.bfloat16FromFloat(Float(i % 5) * 0.01) }
         var best = 0.0
         for _ in 0..<4 {
-            let sums = UnsafeMutablePointer<Float>.allocate(capacity: ThreadPool.threadCount + 1)
-            defer { sums.deallocate() }
+            let seconds = timed { BFloat16Products.multiply(c.pointer, a.pointer, bfloat16Weights: weights, m: m, n: n, k: k) }
+            best = max(best, 2 * Double(m * n * k) / seconds / 1e9)
+        }
+        withExtendedLifetime((a, c)) {}
+        return best
+    }
+
+    /// Runs a register-only peak loop on every thread at once; the best of three, in GFLOP/s.
+    static func registerPeak(_ loop: (Int, UnsafeMutablePointer<Float>) -> Double) -> Double {
+        let iterations = 20_000_000, threads = ThreadPool.threadCount
+        let checksums = UnsafeMutablePointer<Float>.allocate(capacity: threads)  // (threads) loop results
+        let operations = UnsafeMutablePointer<Double>.allocate(capacity: threads)  // (threads) FLOPs done
+        defer { checksums.deallocate(); operations.deallocate() }
+        var best = 0.0
+        for _ in 0..<3 {
+            let seconds = timed {
+                ThreadPool.parallelFor(threads) { range in
+                    for thread in range { operations[thread] = loop(iterations, checksums + thread) }
+                }
+            }
+            best = max(best, (0..<threads).reduce(0.0) { $0 + operations[$1] } / seconds / 1e9)
+        }
+        return best
+    }
+
+    static func memoryBandwidth() -> Double {
+        let count = 1 << 28  // 1 GiB of fp32
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)  // (count) fp32, all ones
+        defer { buffer.deallocate() }
+        ThreadPool.parallelFor(count, minimumPerThread: 1 << 20) { range in
+            (buffer + range.lowerBound).initialize(repeating: 1, count: range.count)
+        }
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: ThreadPool.threadCount)  // (threads) partial sums
+        defer { sums.deallocate() }
+        var best = 0.0
+        for _ in 0..<4 {
             let seconds = timed {
                 ThreadPool.parallelFor(count, minimumPerThread: 1 << 20) { range in
-                    var total = SIMD8<Float>()
-                    var index = range.lowerBound
-                    while index + 8 <= range.upperBound {
-                        total += UnsafeRawPointer(buffer + index).loadUnaligned(as: SIMD8<Float>.self)
-                        index += 8
-                    }
-                    sums[range.lowerBound * ThreadPool.threadCount / count] = total.sum()
+                    sums[range.lowerBound * ThreadPool.threadCount / count] = pd_stream_sum(buffer + range.lowerBound, range.count)
                 }
             }
             best = max(best, Double(count * 4) / seconds / 1e9)
         }
         return best
+    }
+
+    /// The arithmetic limit a prefill computed at `precision` is compared with: the register-loop
+    /// peak of that precision (the sgemm figure for JSON written before the peaks were measured).
+    public func arithmeticPeak(_ precision: ProductPrecision) -> Double {
+        if precision == .bfloat16, let bf16PeakGFLOPs { return bf16PeakGFLOPs }
+        return fp32PeakGFLOPs ?? sgemmGFLOPs
+    }
+
+    /// One line for progress output.
+    public var summary: String {
+        var text = String(format: "fp32 FMA peak %.1f GFLOP/s", fp32PeakGFLOPs ?? 0)
+        if let bf16PeakGFLOPs { text += String(format: ", bf16 dot peak %.1f", bf16PeakGFLOPs) }
+        text += String(format: "; sgemm %.1f", sgemmGFLOPs)
+        if let bf16GemmGFLOPs { text += String(format: ", bf16 product %.1f", bf16GemmGFLOPs) }
+        text += String(format: " GFLOP/s; memory %.1f GB/s; %d threads", memoryGBs, threads)
+        if let cpuFeatures { text += "; " + cpuFeatures.joined(separator: " ") }
+        return text
     }
 }
 
@@ -79,7 +147,8 @@ public struct ReductionBenchmark: Codable, Equatable {
     public var paperImageTeraFLOPs: Double
     /// 2 × exact multiply-adds / prefill seconds.
     public var achievedGFLOPs: Double
-    /// achievedGFLOPs / the sgemm peak measured in the same run.
+    /// achievedGFLOPs / the arithmetic peak of the compute precision, measured in the same run
+    /// (`MachinePeaks.arithmeticPeak`).
     public var prefillEfficiency: Double
     /// Vanilla prefill seconds / this prefill's seconds.
     public var speedupOverNone: Double
@@ -96,6 +165,8 @@ public struct PresetBenchmark: Codable, Equatable {
     public var textTokens: Int
     public var tiles: Int
     public var machine: MachinePeaks
+    /// The products' precision (`ProductPrecision`'s raw value); nil in JSON from before it was recorded (fp32).
+    public var compute: String?
     /// Weight bytes a decode step reads (decoder matrices and lm_head, bf16).
     public var decodeWeightBytes: Int
     public var visionSeconds: Double
@@ -261,9 +332,9 @@ public enum Benchmark {
         name: String, model vlm: any VisionLanguageModel, tiles: Int, inputIds ids: [Int], positions: Positions?, decodeTokens: Int,
         repeats: Int, progress: (String) -> Void, visionPass: () -> Tensor
     ) throws -> PresetBenchmark {
-        progress("\(name): measuring the machine (sgemm, memory bandwidth)")
+        progress("\(name): measuring the machine (arithmetic peaks, sgemm, memory bandwidth)")
         let machine = MachinePeaks.measure()
-        progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
+        progress("  " + machine.summary)
         guard let model = vlm.decoder as? LlamaModel else { preconditionFailure("every family's decoder is LlamaModel") }
         // Untimed warm-up: every weight page read once (a mapped checkpoint is faulted in from the
         // page cache on first touch; PyTorch's weights are already in memory when it is timed).
@@ -306,14 +377,14 @@ public enum Benchmark {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
                 entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
             }
-            progress(String(format: "  prefill %.2f s (%.1f GFLOP/s, %.0f%% of sgemm), decode %.2f tokens/s (%.0f%% of the bandwidth bound)",
+            progress(String(format: "  prefill %.2f s (%.1f GFLOP/s, %.0f%% of peak), decode %.2f tokens/s (%.0f%% of the bandwidth bound)",
                             entry.prefillSeconds, entry.achievedGFLOPs, 100 * entry.prefillEfficiency,
                             entry.decodeTokensPerSecond, 100 * entry.decodeEfficiency))
             results.append(entry)
         }
         return PresetBenchmark(
             preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles, machine: machine,
-            decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
+            compute: WeightMatrix.productPrecision.rawValue, decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
     }
 
     /// One reducer's prefill and decode on embeddings(prompt, hidden) with the image `block`:
@@ -347,7 +418,7 @@ public enum Benchmark {
             decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
             keyValueCacheBytes: result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 },
             exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
-            prefillEfficiency: achieved / machine.sgemmGFLOPs, speedupOverNone: 1, exactFLOPsRatio: 1,
+            prefillEfficiency: achieved / machine.arithmeticPeak(WeightMatrix.productPrecision), speedupOverNone: 1, exactFLOPsRatio: 1,
             decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
     }
 
@@ -356,17 +427,21 @@ public enum Benchmark {
         var lines = [
             "# Performance", "",
             "Generated by \(source); do not edit by hand. Every ratio compares figures measured in the same run",
-            "on this machine: its own sgemm peak and memory bandwidth are measured first; each timing is the best",
-            "of several runs (the machine is shared and noisy). Weights are random",
-            "bf16 (the shapes are the presets'); compute is fp32. FLOP/s count 2 per multiply-add; the exact",
-            "prefill count covers the decoder, ranking and lm_head (the vision tower is timed apart).", "",
+            "on this machine: its own limits are measured first (fp32 FMA and bf16 dot-product peaks from",
+            "register-only loops on every thread, OpenBLAS's sgemm and our bf16 product on a 1024 × 4096 × 4096",
+            "product, streaming-read bandwidth); each timing is the best of several runs (the machine is shared",
+            "and noisy). Weights are random bf16 (the shapes are the presets'); each section says whether the",
+            "products computed in fp32 or bf16 (`--compute`). \"Of peak\" divides by the arithmetic peak of that",
+            "precision. FLOP/s count 2 per multiply-add; the exact prefill count covers the decoder, ranking and",
+            "lm_head (the vision tower is timed apart).", "",
         ]
         for benchmark in benchmarks {
             let m = benchmark.machine
             lines.append("## \(benchmark.preset): \(benchmark.imageTokens) image tokens (\(benchmark.tiles) tile\(benchmark.tiles == 1 ? "" : "s")), \(benchmark.textTokens) text tokens")
             lines.append("")
-            lines.append(String(format: "Machine: sgemm peak %.1f GFLOP/s, memory %.1f GB/s, %d threads. Vision tower %.2f s. A decode step reads %.2f GB of weights (bound: %.2f tokens/s).",
-                                m.sgemmGFLOPs, m.memoryGBs, m.threads, benchmark.visionSeconds, Double(benchmark.decodeWeightBytes) / 1e9,
+            lines.append("Machine: " + m.summary + ".")
+            lines.append(String(format: "Compute: %@. Vision tower %.2f s. A decode step reads %.2f GB of weights (bound: %.2f tokens/s).",
+                                benchmark.compute ?? "fp32", benchmark.visionSeconds, Double(benchmark.decodeWeightBytes) / 1e9,
                                 m.memoryGBs * 1e9 / Double(benchmark.decodeWeightBytes)))
             lines.append("")
             if let comparison = benchmark.pytorch {
@@ -380,7 +455,7 @@ public enum Benchmark {
                 lines.append(String(format: "| prefill, PyramidDrop | %.2f | %.2f | %.2f× |", t.prefillSecondsPDrop, benchmark.results[2].prefillSeconds, comparison.prefillSpeedupPDrop))
                 lines.append("")
             }
-            lines.append("| reduction | prefill s | GFLOP/s | of sgemm peak | speedup | exact FLOPs ratio | speedup / FLOPs ratio | ranking share | paper image TFLOPs | decode tok/s | of bandwidth bound | KV cache MB | peak RSS GB |")
+            lines.append("| reduction | prefill s | GFLOP/s | of peak | speedup | exact FLOPs ratio | speedup / FLOPs ratio | ranking share | paper image TFLOPs | decode tok/s | of bandwidth bound | KV cache MB | peak RSS GB |")
             lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for r in benchmark.results {
                 lines.append(String(format: "| %@ | %.2f | %.1f | %.0f%% | %.2f× | %.2f× | %.0f%% | %.2f%% | %.2f | %.2f | %.0f%% | %.1f | %.2f |",

@@ -80,7 +80,7 @@ public struct TrainingBenchmark: Codable, Equatable {
         }
         progress("\(preset.name): measuring the machine (sgemm, memory bandwidth)")
         let machine = MachinePeaks.measure()
-        progress(String(format: "  sgemm %.1f GFLOP/s, memory %.1f GB/s, %d threads", machine.sgemmGFLOPs, machine.memoryGBs, machine.threads))
+        progress("  " + machine.summary)
 
         var results: [TrainingStepBenchmark] = []
         let decoder = DecoderShape(configuration.textConfig)

@@ -7,6 +7,15 @@ public enum WeightStorageType: String, Sendable {
     public var byteWidth: Int { self == .float32 ? 4 : 2 }
 }
 
+/// How products with bf16 weights and many input rows (prefill, the vision tower) compute.
+public enum ProductPrecision: String, Sendable, CaseIterable {
+    /// Weights widened to fp32 exactly, fp32 products (OpenBLAS): the mode the parity tests use.
+    case float32 = "fp32"
+    /// Inputs rounded to bf16, bf16 × bf16 products summed in fp32 (`BFloat16Products`, AVX512-BF16),
+    /// as llama.cpp and oneDNN compute; about twice the rate. fp32 where the CPU lacks the instructions.
+    case bfloat16 = "bf16"
+}
+
 /// A (rows, columns) weight matrix in PyTorch's (out_features, in_features) layout, kept in the
 /// type it is stored in (usually straight from a memory-mapped checkpoint), computed in fp32.
 ///
@@ -23,6 +32,9 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Keeps the memory alive: the mapped file, the tensor, or nil for an owned allocation.
     private let owner: AnyObject?
     private let ownedAllocation: UnsafeMutableRawPointer?
+
+    /// The precision of prefill products with bf16 weights; set once at start (`--compute`).
+    nonisolated(unsafe) public static var productPrecision = ProductPrecision.float32
 
     /// Input rows up to which products read half-precision weights directly (no panel conversion).
     public static let directRowLimit = 8
@@ -83,11 +95,17 @@ public final class WeightMatrix: @unchecked Sendable {
         return tensor
     }
 
-    /// output(inputRows, rows) = input(inputRows, columns) · selfᵀ.
-    public func multiply(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
+    /// output(inputRows, rows) = input(inputRows, columns) · selfᵀ, at `precision` for bf16
+    /// weights and many input rows (fp32 where the CPU lacks bf16 products).
+    public func multiply(
+        _ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int,
+        precision: ProductPrecision = WeightMatrix.productPrecision
+    ) {
         if inputRows == 0 || rows == 0 { return }
         if inputRows <= WeightMatrix.directRowLimit {
             multiplyDirect(output, input, inputRows: inputRows)
+        } else if storageType == .bfloat16 && precision == .bfloat16 && BFloat16Products.isAvailable {
+            BFloat16Products.multiply(output, input, bfloat16Weights: base, m: inputRows, n: rows, k: columns)
         } else if storageType == .float32 {
             BLAS.matmulTransposedB(output, input, base.assumingMemoryBound(to: Float.self), m: inputRows, n: rows, k: columns)
         } else {

@@ -35,6 +35,11 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode steps to time.")
     var decodeTokens: Int = 8
 
+    @OptionGroup var computeOptions: ComputeOptions
+
+    @Flag(help: "Measure only the machine: CPU features, fp32 FMA and bf16 dot-product peaks, sgemm, our bf16 product, memory bandwidth.")
+    var machine = false
+
     @Option(help: "Render the Markdown report from a JSON file an earlier run wrote, without measuring.")
     var render: String?
 
@@ -48,8 +53,8 @@ struct BenchCommand: ParsableCommand {
     var markdownOutput: String?
 
     func validate() throws {
-        if preset.isEmpty && model == nil && render == nil {
-            throw ValidationError("give --preset (e.g. small, llava-1.5-7b), --model or --render")
+        if preset.isEmpty && model == nil && render == nil && !machine {
+            throw ValidationError("give --preset (e.g. small, llava-1.5-7b), --model, --machine or --render")
         }
         if (textTokens ?? 1) < 1 || decodeTokens < 1 || repeats < 1 || steps < 1 {
             throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
@@ -60,6 +65,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        computeOptions.apply()
         try failing {
             if let render {
                 let benchmarks = try JSONDecoder().decode([PresetBenchmark].self, from: Data(contentsOf: URL(fileURLWithPath: render)))
@@ -69,6 +75,11 @@ struct BenchCommand: ParsableCommand {
                 return
             }
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            if machine {
+                let peaks = MachinePeaks.measure()
+                try report(peaks) { _ in peaks.summary }
+                return
+            }
             if train {
                 try runTraining(log: log)
                 return

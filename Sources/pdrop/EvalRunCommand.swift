@@ -40,6 +40,7 @@ struct EvalRunCommand: ParsableCommand {
     var setting: [String] = []
 
     @OptionGroup var reductionOptions: ReductionOptions
+    @OptionGroup var computeOptions: ComputeOptions
 
     @Option(help: "Tokens per answer at most (LLaVA's scripts: 128).")
     var maxNewTokens: Int = 128
@@ -88,6 +89,7 @@ struct EvalRunCommand: ParsableCommand {
     }
 
     func run() throws {
+        computeOptions.apply()
         try failing {
             let settings = try evaluationSettings()
             let questionsFile = URL(fileURLWithPath: questions)

@@ -14,6 +14,7 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var input: InputOptions
     @OptionGroup var reductionOptions: ReductionOptions
+    @OptionGroup var computeOptions: ComputeOptions
 
     @Option(help: "Number of tokens to generate at most.")
     var maxNewTokens: Int = 64
@@ -54,6 +55,7 @@ struct GenerateCommand: ParsableCommand {
     var sampling: SamplingParameters { SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed) }
 
     func run() throws {
+        computeOptions.apply()
         try failing {
             let clock = ContinuousClock()
             let start = clock.now

@@ -12,8 +12,10 @@ struct LogitsCommand: ParsableCommand {
 
     @OptionGroup var input: InputOptions
     @OptionGroup var reductionOptions: ReductionOptions
+    @OptionGroup var computeOptions: ComputeOptions
 
     func run() throws {
+        computeOptions.apply()
         try failing {
             let (session, prompt) = try input.prepare()
             let reducer = try session.reducer(reductionOptions, for: prompt)

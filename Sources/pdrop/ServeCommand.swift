@@ -53,6 +53,7 @@ struct ServeCommand: ParsableCommand {
     var maxImagePixels = 50_000_000
 
     @OptionGroup var reductionOptions: ReductionOptions
+    @OptionGroup var computeOptions: ComputeOptions
 
     func validate() throws {
         if parallel < 1 { throw ValidationError("--parallel must be at least 1, got \(parallel)") }
@@ -73,6 +74,7 @@ struct ServeCommand: ParsableCommand {
     }
 
     func run() throws {
+        computeOptions.apply()
         let directory = URL(fileURLWithPath: model)
         let options = ServerOptions(
             modelName: alias ?? directory.standardizedFileURL.lastPathComponent, defaultReduction: try reductionOptions.request(),

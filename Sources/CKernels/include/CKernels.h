@@ -1,0 +1,45 @@
+// Kernels that need CPU instructions Swift cannot name (AVX-512 BF16 dot products), each chosen at
+// run time from what the CPU reports, so one build runs on AVX-512 and on AVX2-only machines.
+#ifndef PDROP_CKERNELS_H
+#define PDROP_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Bits of pd_cpu_features(): instruction sets the CPU has and the OS saves the registers of.
+enum {
+    PD_CPU_AVX2 = 1 << 0,
+    PD_CPU_FMA = 1 << 1,
+    PD_CPU_F16C = 1 << 2,
+    PD_CPU_AVX512F = 1 << 3,
+    PD_CPU_AVX512BW = 1 << 4,
+    PD_CPU_AVX512VL = 1 << 5,
+    PD_CPU_AVX512_BF16 = 1 << 6,
+    PD_CPU_AVX512_VNNI = 1 << 7,
+};
+unsigned pd_cpu_features(void);
+
+// Peak loops: `iterations` rounds of independent multiply-adds on registers only (no memory),
+// so the time they take is the core's arithmetic limit. Each returns the floating-point
+// operations it did (2 per multiply-add) and writes a checksum so the work is not optimised away.
+// pd_peak_fp32 uses 512-bit FMAs where the CPU has AVX-512, else 256-bit (AVX2 + FMA).
+double pd_peak_fp32(long iterations, float *checksum);
+// bf16 × bf16 → fp32 dot products (VDPBF16PS); 0 where the CPU lacks AVX512-BF16.
+double pd_peak_bf16(long iterations, float *checksum);
+
+// The sum of `count` floats, read with several independent vector accumulators: a streaming read
+// limited by memory bandwidth rather than by the latency of one chain of additions.
+float pd_stream_sum(const float *values, size_t count);
+
+// destination(count) = bf16 of source(count), rounded to nearest even (NaN stays NaN), as PyTorch.
+void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count);
+
+// c(m, n_end − n_begin) columns [n_begin, n_end) of a(m, k) · w(n, k)ᵀ, where a and w hold bf16
+// (a row-major with an even row stride lda ≥ k, zero past k; w as a PyTorch weight, row stride k),
+// products summed in fp32 (VDPBF16PS); c is row-major with row stride ldc. Callers split n across
+// threads. Returns 0; -1 without writing when the CPU lacks AVX512-BF16 (pd_cpu_features), -2
+// for an odd or short lda, -3 when memory for the packed panel is not there.
+int pd_gemm_bf16(size_t m, size_t n_begin, size_t n_end, size_t k,
+                 const uint16_t *a, size_t lda, const uint16_t *w, float *c, size_t ldc);
+
+#endif

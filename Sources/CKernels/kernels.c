@@ -1,0 +1,271 @@
+// See CKernels.h. Every function with wide instructions carries its own target attribute and is
+// only called after pd_cpu_features() says the CPU has them: the file builds without -march.
+#include "CKernels.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVX512_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AVX512_TARGET __attribute__((target("avx512f")))
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+static unsigned long long read_xcr0(void) {
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+static unsigned detect_features(void) {
+    unsigned eax, ebx, ecx, edx, features = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    const int osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1;
+    if (!osxsave || !avx) return 0;
+    const unsigned long long xcr0 = read_xcr0();
+    if ((xcr0 & 0x6) != 0x6) return 0;  // the OS does not save ymm registers
+    const int zmm_saved = (xcr0 & 0xE6) == 0xE6;
+    if ((ecx >> 12) & 1) features |= PD_CPU_FMA;
+    if ((ecx >> 29) & 1) features |= PD_CPU_F16C;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return features;
+    if ((ebx >> 5) & 1) features |= PD_CPU_AVX2;
+    if (zmm_saved) {
+        if ((ebx >> 16) & 1) features |= PD_CPU_AVX512F;
+        if ((ebx >> 30) & 1) features |= PD_CPU_AVX512BW;
+        if ((ebx >> 31) & 1) features |= PD_CPU_AVX512VL;
+        if ((ecx >> 11) & 1) features |= PD_CPU_AVX512_VNNI;
+        unsigned eax1, ebx1, ecx1, edx1;
+        if (__get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1) && ((eax1 >> 5) & 1)) features |= PD_CPU_AVX512_BF16;
+    }
+    return features;
+}
+
+unsigned pd_cpu_features(void) {
+    static unsigned cached = 0xFFFFFFFFu;
+    if (cached == 0xFFFFFFFFu) cached = detect_features();
+    return cached;
+}
+
+static int has_bf16_dot(void) {
+    const unsigned needed = PD_CPU_AVX512F | PD_CPU_AVX512BW | PD_CPU_AVX512VL | PD_CPU_AVX512_BF16;
+    return (pd_cpu_features() & needed) == needed;
+}
+
+// ---- Peak loops: 12 independent accumulator chains, enough to cover the latency of two pipes.
+
+#define PEAK_CHAINS 12
+
+AVX512_TARGET static double peak_fp32_avx512(long iterations, float *checksum) {
+    __m512 acc[PEAK_CHAINS];
+    for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm512_set1_ps((float)r);
+    const __m512 x = _mm512_set1_ps(1e-6f), y = _mm512_set1_ps(0.5f);
+    for (long it = 0; it < iterations; it++) {
+        for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm512_fmadd_ps(x, y, acc[r]);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]),
+                         "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]), "+v"(acc[10]), "+v"(acc[11]));
+    }
+    __m512 total = acc[0];
+    for (int r = 1; r < PEAK_CHAINS; r++) total = _mm512_add_ps(total, acc[r]);
+    *checksum = _mm512_reduce_add_ps(total);
+    return 2.0 * 16 * PEAK_CHAINS * (double)iterations;
+}
+
+AVX2_TARGET static double peak_fp32_avx2(long iterations, float *checksum) {
+    __m256 acc[PEAK_CHAINS];
+    for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm256_set1_ps((float)r);
+    const __m256 x = _mm256_set1_ps(1e-6f), y = _mm256_set1_ps(0.5f);
+    for (long it = 0; it < iterations; it++) {
+        for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm256_fmadd_ps(x, y, acc[r]);
+        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]), "+x"(acc[5]),
+                         "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]), "+x"(acc[10]), "+x"(acc[11]));
+    }
+    __m256 total = acc[0];
+    for (int r = 1; r < PEAK_CHAINS; r++) total = _mm256_add_ps(total, acc[r]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, total);
+    float sum = 0;
+    for (int i = 0; i < 8; i++) sum += lanes[i];
+    *checksum = sum;
+    return 2.0 * 8 * PEAK_CHAINS * (double)iterations;
+}
+
+double pd_peak_fp32(long iterations, float *checksum) {
+    const unsigned features = pd_cpu_features();
+    if (features & PD_CPU_AVX512F) return peak_fp32_avx512(iterations, checksum);
+    if ((features & (PD_CPU_AVX2 | PD_CPU_FMA)) == (PD_CPU_AVX2 | PD_CPU_FMA)) return peak_fp32_avx2(iterations, checksum);
+    *checksum = 0;
+    return 0;
+}
+
+AVX512_BF16_TARGET static double peak_bf16_avx512(long iterations, float *checksum) {
+    __m512 acc[PEAK_CHAINS];
+    for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm512_set1_ps((float)r);
+    const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3580);  // bf16 ~1e-6
+    const __m512bh y = (__m512bh)_mm512_set1_epi16(0x3F00);  // bf16 0.5
+    for (long it = 0; it < iterations; it++) {
+        for (int r = 0; r < PEAK_CHAINS; r++) acc[r] = _mm512_dpbf16_ps(acc[r], x, y);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]),
+                         "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]), "+v"(acc[10]), "+v"(acc[11]));
+    }
+    __m512 total = acc[0];
+    for (int r = 1; r < PEAK_CHAINS; r++) total = _mm512_add_ps(total, acc[r]);
+    *checksum = _mm512_reduce_add_ps(total);
+    return 2.0 * 32 * PEAK_CHAINS * (double)iterations;
+}
+
+double pd_peak_bf16(long iterations, float *checksum) {
+    if (!has_bf16_dot()) {
+        *checksum = 0;
+        return 0;
+    }
+    return peak_bf16_avx512(iterations, checksum);
+}
+
+// ---- Streaming read
+
+AVX2_TARGET static float stream_sum_avx2(const float *values, size_t count) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    size_t i = 0;
+    for (; i + 64 <= count; i += 64) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(values + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(values + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(values + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(values + i + 24));
+        a4 = _mm256_add_ps(a4, _mm256_loadu_ps(values + i + 32));
+        a5 = _mm256_add_ps(a5, _mm256_loadu_ps(values + i + 40));
+        a6 = _mm256_add_ps(a6, _mm256_loadu_ps(values + i + 48));
+        a7 = _mm256_add_ps(a7, _mm256_loadu_ps(values + i + 56));
+    }
+    __m256 total = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, total);
+    float sum = 0;
+    for (int lane = 0; lane < 8; lane++) sum += lanes[lane];
+    for (; i < count; i++) sum += values[i];
+    return sum;
+}
+
+float pd_stream_sum(const float *values, size_t count) {
+    if (pd_cpu_features() & PD_CPU_AVX2) return stream_sum_avx2(values, count);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        s0 += values[i];
+        s1 += values[i + 1];
+        s2 += values[i + 2];
+        s3 += values[i + 3];
+    }
+    for (; i < count; i++) s0 += values[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+// ---- fp32 → bf16
+
+void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, source + i, 4);
+        if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
+            destination[i] = (uint16_t)((bits >> 16) | 0x40);  // NaN stays a (quiet) NaN
+        } else {
+            destination[i] = (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+        }
+    }
+}
+
+// ---- bf16 GEMM, outer-product form (as BLIS and oneDNN block it). For each panel of 48 output
+// columns, the panel's weights are packed once so that one 64-byte load holds, for 16 columns,
+// the pair (w[col][2p], w[col][2p+1]); a tile of 8 rows of a then keeps 8 × 3 accumulators of 16
+// columns, and each step broadcasts one pair of a row to all lanes (VDPBF16PS sums the pair's two
+// products into each lane). No sums across lanes; each output is written once.
+
+enum { TILE_ROWS = 8, PANEL_VECTORS = 3, PANEL_COLUMNS = 16 * PANEL_VECTORS };
+
+// packed(pairs, 48, 2) = w rows [first, first + columns) as column pairs, zero past the panel's
+// columns and past k (an odd k's last pair).
+static void pack_panel(const uint16_t *w, size_t k, size_t first, size_t columns, uint16_t *packed) {
+    const size_t pairs = (k + 1) / 2;
+    for (size_t p = 0; p < pairs; p++) {
+        uint16_t *out = packed + p * 2 * PANEL_COLUMNS;
+        for (size_t j = 0; j < PANEL_COLUMNS; j++) {
+            const uint16_t *row = w + (first + j) * k;
+            out[2 * j] = j < columns ? row[2 * p] : 0;
+            out[2 * j + 1] = (j < columns && 2 * p + 1 < k) ? row[2 * p + 1] : 0;
+        }
+    }
+}
+
+static inline int32_t load_pair(const uint16_t *p) {
+    int32_t pair;
+    memcpy(&pair, p, 4);
+    return pair;
+}
+
+// c(8, columns) = a(8, 2·pairs) · panel; a rows have stride lda (even, zero-padded past k).
+AVX512_BF16_TARGET static void tile_8x48(size_t pairs, const uint16_t *a, size_t lda, const uint16_t *packed,
+                                         float *c, size_t ldc, size_t columns) {
+    __m512 acc[TILE_ROWS][PANEL_VECTORS];
+    for (int i = 0; i < TILE_ROWS; i++)
+        for (int v = 0; v < PANEL_VECTORS; v++) acc[i][v] = _mm512_setzero_ps();
+    for (size_t p = 0; p < pairs; p++) {
+        const uint16_t *panel = packed + p * 2 * PANEL_COLUMNS;
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)panel);
+        const __m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(panel + 32));
+        const __m512bh w2 = (__m512bh)_mm512_loadu_si512((const void *)(panel + 64));
+        for (int i = 0; i < TILE_ROWS; i++) {
+            const __m512bh pair = (__m512bh)_mm512_set1_epi32(load_pair(a + i * lda + 2 * p));
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], pair, w0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], pair, w1);
+            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], pair, w2);
+        }
+    }
+    for (int i = 0; i < TILE_ROWS; i++) {
+        for (int v = 0; v < PANEL_VECTORS; v++) {
+            const size_t first = (size_t)v * 16;
+            if (first >= columns) break;
+            const size_t count = columns - first < 16 ? columns - first : 16;
+            _mm512_mask_storeu_ps(c + i * ldc + first, (__mmask16)((1u << count) - 1), acc[i][v]);
+        }
+    }
+}
+
+AVX512_BF16_TARGET static void gemm_bf16(size_t m, size_t n_begin, size_t n_end, size_t k, const uint16_t *a,
+                                         size_t lda, const uint16_t *w, float *c, size_t ldc, uint16_t *packed,
+                                         uint16_t *last_rows) {
+    const size_t pairs = (k + 1) / 2;
+    for (size_t n0 = n_begin; n0 < n_end; n0 += PANEL_COLUMNS) {
+        const size_t columns = n_end - n0 < PANEL_COLUMNS ? n_end - n0 : PANEL_COLUMNS;
+        pack_panel(w, k, n0, columns, packed);
+        for (size_t i = 0; i < m; i += TILE_ROWS) {
+            const size_t rows = m - i < TILE_ROWS ? m - i : TILE_ROWS;
+            if (rows == TILE_ROWS) {
+                tile_8x48(pairs, a + i * lda, lda, packed, c + i * ldc + n0, ldc, columns);
+            } else {
+                // The last rows: through a zero-padded tile, written back row by row.
+                float out[TILE_ROWS * PANEL_COLUMNS];
+                memset(last_rows, 0, TILE_ROWS * lda * 2);
+                memcpy(last_rows, a + i * lda, rows * lda * 2);
+                tile_8x48(pairs, last_rows, lda, packed, out, PANEL_COLUMNS, columns);
+                for (size_t r = 0; r < rows; r++) memcpy(c + (i + r) * ldc + n0, out + r * PANEL_COLUMNS, columns * 4);
+            }
+        }
+    }
+}
+
+int pd_gemm_bf16(size_t m, size_t n_begin, size_t n_end, size_t k, const uint16_t *a, size_t lda, const uint16_t *w,
+                 float *c, size_t ldc) {
+    if (!has_bf16_dot()) return -1;
+    if (lda % 2 != 0 || lda < k) return -2;
+    uint16_t *packed = malloc(((k + 1) / 2) * 2 * PANEL_COLUMNS * sizeof(uint16_t));
+    uint16_t *last_rows = malloc(TILE_ROWS * lda * sizeof(uint16_t));
+    if (!packed || !last_rows) {
+        free(packed);
+        free(last_rows);
+        return -3;
+    }
+    gemm_bf16(m, n_begin, n_end, k, a, lda, w, c, ldc, packed, last_rows);
+    free(packed);
+    free(last_rows);
+    return 0;
+}
