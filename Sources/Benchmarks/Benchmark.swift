@@ -121,7 +121,7 @@ public struct MachinePeaks: Codable, Equatable {
 
     /// One line for progress output.
     public var summary: String {
-        var text = String(format: "fp32 FMA peak %.1f GFLOP/s", fp32PeakGFLOPs ?? 0)
+        var text = fp32PeakGFLOPs.map { String(format: "fp32 FMA peak %.1f GFLOP/s", $0) } ?? "(peaks not measured in this run)"
         if let bf16PeakGFLOPs { text += String(format: ", bf16 dot peak %.1f", bf16PeakGFLOPs) }
         text += String(format: "; sgemm %.1f", sgemmGFLOPs)
         if let bf16GemmGFLOPs { text += String(format: ", bf16 product %.1f", bf16GemmGFLOPs) }

@@ -32,6 +32,12 @@ public struct ModelPreset: Sendable {
         imageTokens: 1564, tiles: 1)
     public static let qwen2Decoder7B = DecoderShape(
         layers: 28, hidden: 3584, intermediate: 18944, heads: 28, keyValueHeads: 4, headDim: 128, vocabulary: 152_064)
+    /// CLIP ViT-L/14-336 with a TinyLlama-1.1B decoder (the shape of tools/bench_pytorch.py's
+    /// bench-1b and of llama.cpp comparisons): 576 image tokens; with 40 text tokens, 616.
+    public static let llava1B = ModelPreset(
+        name: "llava-1b",
+        decoder: DecoderShape(layers: 22, hidden: 2048, intermediate: 5632, heads: 32, keyValueHeads: 4, headDim: 64, vocabulary: 32064),
+        vision: .clip(clipLarge336), imageTokens: 576, tiles: 1)
     /// A small shape with LLaVA-1.5's token counts, for CI: the same code paths in seconds.
     public static let small = ModelPreset(
         name: "small",
@@ -54,7 +60,7 @@ public struct ModelPreset: Sendable {
                                             gatedMLP: true, windowTokens: 4, fullAttentionBlocks: 2),
                          tokenGrid: (rows: 24, columns: 24)),
         imageTokens: 576, tiles: 1)
-    public static let all = [llava15_7B, llavaNext7B, qwen2VL7B, qwen25VL7B, small, smallQwen25VL, trainNext]
+    public static let all = [llava15_7B, llavaNext7B, llava1B, qwen2VL7B, qwen25VL7B, small, smallQwen25VL, trainNext]
 
     public static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name } }
 }

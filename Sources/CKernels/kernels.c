@@ -160,6 +160,161 @@ float pd_stream_sum(const float *values, size_t count) {
     return (s0 + s1) + (s2 + s3);
 }
 
+// ---- Products with few input rows (decode): bf16 weights widened to fp32 in registers (exact),
+// fp32 inputs. Four weight rows at a time: four independent streams from memory, four
+// accumulator chains; each group of rows is dotted with every input row while it is in cache.
+
+#define DOT_GROUP 4
+
+static void dot_rows_bf16_scalar(const uint16_t *w, size_t first, size_t count, size_t columns, const float *x,
+                                 size_t inputs, float *out, size_t out_stride);
+
+static inline float widen_one(uint16_t bits) {
+    const uint32_t widened = (uint32_t)bits << 16;
+    float value;
+    memcpy(&value, &widened, 4);
+    return value;
+}
+
+// x(columns) for the AVX-512 dot: within each block of 32, the 16 even-indexed values, then the
+// 16 odd-indexed ones. A 64-byte load of 32 bf16 weights then widens with no shuffle: shifting
+// each 32-bit lane left by 16 gives the even weights as fp32, masking off its low half the odd ones.
+static void split_even_odd(const float *x, size_t blocks, float *split) {
+    for (size_t b = 0; b < blocks; b++)
+        for (size_t j = 0; j < 16; j++) {
+            split[b * 32 + j] = x[b * 32 + 2 * j];
+            split[b * 32 + 16 + j] = x[b * 32 + 2 * j + 1];
+        }
+}
+
+AVX512_TARGET static inline __m512 dot32_avx512(const uint16_t *w, const float *split, __m512 acc) {
+    const __m512i pairs = _mm512_loadu_si512((const void *)w);
+    const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16));
+    const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(pairs, _mm512_set1_epi32((int)0xFFFF0000u)));
+    acc = _mm512_fmadd_ps(even, _mm512_loadu_ps(split), acc);
+    return _mm512_fmadd_ps(odd, _mm512_loadu_ps(split + 16), acc);
+}
+
+AVX512_TARGET static void dot_rows_bf16_avx512(const uint16_t *w, size_t first, size_t count, size_t columns,
+                                               const float *x, size_t inputs, float *out, size_t out_stride) {
+    const size_t blocks = columns / 32, vector_end = blocks * 32;
+    float *split = aligned_alloc(64, (blocks * 32 + 16) * sizeof(float));
+    if (!split) {
+        dot_rows_bf16_scalar(w, first, count, columns, x, inputs, out, out_stride);
+        return;
+    }
+    for (size_t i = 0; i < inputs; i++) {
+        const float *xi = x + i * columns;
+        split_even_odd(xi, blocks, split);
+        size_t r = first;
+        for (; r + DOT_GROUP <= first + count; r += DOT_GROUP) {
+            const uint16_t *w0 = w + r * columns, *w1 = w0 + columns, *w2 = w1 + columns, *w3 = w2 + columns;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t c = 0; c < vector_end; c += 32) {
+                a0 = dot32_avx512(w0 + c, split + c, a0);
+                a1 = dot32_avx512(w1 + c, split + c, a1);
+                a2 = dot32_avx512(w2 + c, split + c, a2);
+                a3 = dot32_avx512(w3 + c, split + c, a3);
+            }
+            float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1), s2 = _mm512_reduce_add_ps(a2),
+                  s3 = _mm512_reduce_add_ps(a3);
+            for (size_t c = vector_end; c < columns; c++) {
+                s0 += widen_one(w0[c]) * xi[c];
+                s1 += widen_one(w1[c]) * xi[c];
+                s2 += widen_one(w2[c]) * xi[c];
+                s3 += widen_one(w3[c]) * xi[c];
+            }
+            float *o = out + i * out_stride + r;
+            o[0] = s0, o[1] = s1, o[2] = s2, o[3] = s3;
+        }
+        for (; r < first + count; r++) {
+            const uint16_t *wr = w + r * columns;
+            __m512 a = _mm512_setzero_ps();
+            for (size_t c = 0; c < vector_end; c += 32) a = dot32_avx512(wr + c, split + c, a);
+            float sum = _mm512_reduce_add_ps(a);
+            for (size_t c = vector_end; c < columns; c++) sum += widen_one(wr[c]) * xi[c];
+            out[i * out_stride + r] = sum;
+        }
+    }
+    free(split);
+}
+
+AVX2_TARGET static inline __m256 widen8_avx2(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+AVX2_TARGET static float sum8_avx2(__m256 v) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+}
+
+AVX2_TARGET static void dot_rows_bf16_avx2(const uint16_t *w, size_t first, size_t count, size_t columns,
+                                           const float *x, size_t inputs, float *out, size_t out_stride) {
+    const size_t vector_end = columns / 8 * 8;
+    size_t r = first;
+    for (; r + DOT_GROUP <= first + count; r += DOT_GROUP) {
+        const uint16_t *w0 = w + r * columns, *w1 = w0 + columns, *w2 = w1 + columns, *w3 = w2 + columns;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t c = 0; c < vector_end; c += 8) {
+                const __m256 v = _mm256_loadu_ps(xi + c);
+                a0 = _mm256_fmadd_ps(widen8_avx2(w0 + c), v, a0);
+                a1 = _mm256_fmadd_ps(widen8_avx2(w1 + c), v, a1);
+                a2 = _mm256_fmadd_ps(widen8_avx2(w2 + c), v, a2);
+                a3 = _mm256_fmadd_ps(widen8_avx2(w3 + c), v, a3);
+            }
+            float s0 = sum8_avx2(a0), s1 = sum8_avx2(a1), s2 = sum8_avx2(a2), s3 = sum8_avx2(a3);
+            for (size_t c = vector_end; c < columns; c++) {
+                s0 += widen_one(w0[c]) * xi[c];
+                s1 += widen_one(w1[c]) * xi[c];
+                s2 += widen_one(w2[c]) * xi[c];
+                s3 += widen_one(w3[c]) * xi[c];
+            }
+            float *o = out + i * out_stride + r;
+            o[0] = s0, o[1] = s1, o[2] = s2, o[3] = s3;
+        }
+    }
+    for (; r < first + count; r++) {
+        const uint16_t *wr = w + r * columns;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns;
+            __m256 a = _mm256_setzero_ps();
+            for (size_t c = 0; c < vector_end; c += 8) a = _mm256_fmadd_ps(widen8_avx2(wr + c), _mm256_loadu_ps(xi + c), a);
+            float sum = sum8_avx2(a);
+            for (size_t c = vector_end; c < columns; c++) sum += widen_one(wr[c]) * xi[c];
+            out[i * out_stride + r] = sum;
+        }
+    }
+}
+
+static void dot_rows_bf16_scalar(const uint16_t *w, size_t first, size_t count, size_t columns, const float *x,
+                                 size_t inputs, float *out, size_t out_stride) {
+    for (size_t r = first; r < first + count; r++)
+        for (size_t i = 0; i < inputs; i++) {
+            float sum = 0;
+            for (size_t c = 0; c < columns; c++) sum += widen_one(w[r * columns + c]) * x[i * columns + c];
+            out[i * out_stride + r] = sum;
+        }
+}
+
+void pd_dot_rows_bf16(const uint16_t *w, size_t first, size_t count, size_t columns, const float *x, size_t inputs,
+                      float *out, size_t out_stride) {
+    pd_dot_rows_bf16_using(pd_cpu_features(), w, first, count, columns, x, inputs, out, out_stride);
+}
+
+void pd_dot_rows_bf16_using(unsigned allowed, const uint16_t *w, size_t first, size_t count, size_t columns,
+                            const float *x, size_t inputs, float *out, size_t out_stride) {
+    const unsigned features = allowed & pd_cpu_features();
+    if (features & PD_CPU_AVX512F)
+        dot_rows_bf16_avx512(w, first, count, columns, x, inputs, out, out_stride);
+    else if ((features & (PD_CPU_AVX2 | PD_CPU_FMA)) == (PD_CPU_AVX2 | PD_CPU_FMA))
+        dot_rows_bf16_avx2(w, first, count, columns, x, inputs, out, out_stride);
+    else
+        dot_rows_bf16_scalar(w, first, count, columns, x, inputs, out, out_stride);
+}
+
 // ---- fp32 → bf16
 
 void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count) {

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The element type a weight matrix is stored in.
@@ -114,17 +115,23 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// Few input rows: each thread takes a range of weight rows, widens them in registers (half
-    /// types) and dots them with every input row while the weight row is in L1.
+    /// types) and dots them with every input row while the weight row is in L1. bf16 goes through
+    /// `pd_dot_rows_bf16` (four rows at a time, AVX-512 or AVX2 chosen at run time).
     private func multiplyDirect(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
         let columns = self.columns, rows = self.rows, base = self.base
         let width = storageType.byteWidth, type = storageType
         ThreadPool.parallelFor(rows, minimumPerThread: 64, chunksPerThread: 8) { range in
+            if type == .bfloat16 {
+                pd_dot_rows_bf16(base.assumingMemoryBound(to: UInt16.self), range.lowerBound, range.count, columns,
+                                 input, inputRows, output, rows)
+                return
+            }
             for row in range {
                 let weights = base + row * columns * width
                 for inputRow in 0..<inputRows {
                     let x = input + inputRow * columns
                     switch type {
-                    case .bfloat16: output[inputRow * rows + row] = dotBFloat16(weights, x, count: columns)
+                    case .bfloat16: preconditionFailure("bf16 rows go through pd_dot_rows_bf16")
                     case .float16: output[inputRow * rows + row] = dotFloat16(weights, x, count: columns)
                     case .float32: output[inputRow * rows + row] = dot(weights.assumingMemoryBound(to: Float.self), x, count: columns)
                     }
@@ -152,37 +159,6 @@ public final class WeightMatrix: @unchecked Sendable {
             first += count
         }
     }
-}
-
-/// Σ bf16 weights(count) · x(count), widening 16 weights per step in registers (4 accumulators).
-@inline(__always)
-func dotBFloat16(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Float>, count: Int) -> Float {
-    var sum0 = SIMD8<Float>(), sum1 = SIMD8<Float>(), sum2 = SIMD8<Float>(), sum3 = SIMD8<Float>()
-    var index = 0
-    @inline(__always) func widen(_ offset: Int) -> SIMD8<Float> {
-        let halves = weights.loadUnaligned(fromByteOffset: offset * 2, as: SIMD8<UInt16>.self)
-        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: halves) &<< 16, to: SIMD8<Float>.self)
-    }
-    @inline(__always) func load(_ offset: Int) -> SIMD8<Float> {
-        UnsafeRawPointer(x + offset).loadUnaligned(as: SIMD8<Float>.self)
-    }
-    while index + 32 <= count {
-        sum0.addProduct(widen(index), load(index))
-        sum1.addProduct(widen(index + 8), load(index + 8))
-        sum2.addProduct(widen(index + 16), load(index + 16))
-        sum3.addProduct(widen(index + 24), load(index + 24))
-        index += 32
-    }
-    while index + 8 <= count {
-        sum0.addProduct(widen(index), load(index))
-        index += 8
-    }
-    var total = ((sum0 + sum1) + (sum2 + sum3)).sum()
-    while index < count {
-        total += HalfPrecision.floatFromBFloat16(weights.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)) * x[index]
-        index += 1
-    }
-    return total
 }
 
 /// Σ fp16 weights(count) · x(count), widening in registers (F16C with a target CPU).

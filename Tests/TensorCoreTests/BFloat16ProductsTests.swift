@@ -85,6 +85,36 @@ struct BFloat16ProductsTests {
         print("bf16 product (\(m), \(n), \(k)): worst error \(String(format: "%.2f", worstShare)) of the summation bound")
     }
 
+    /// The decode product (`pd_dot_rows_bf16`) on each path this CPU allows (AVX-512, AVX2 + FMA,
+    /// plain C): exact widening, so every path equals a double-precision sum within fp32 summation error.
+    @Test(arguments: [("avx512", UInt32(PD_CPU_AVX512F | PD_CPU_AVX2 | PD_CPU_FMA)), ("avx2", UInt32(PD_CPU_AVX2 | PD_CPU_FMA)), ("plain", UInt32(0))])
+    func decodeProductOnEveryPath(path: String, allowed: UInt32) {
+        if path == "avx512" && !CPUFeatures.current.contains(.avx512f) { return }
+        if path == "avx2" && !CPUFeatures.current.isSuperset(of: [.avx2, .fma]) { return }
+        var generator = SplitMix64(seed: 3)
+        for (rows, columns, inputs) in [(1, 1, 1), (7, 33, 2), (9, 100, 3), (13, 2050, 1)] {
+            let weights = (0..<(rows * columns)).map { _ in HalfPrecision.bfloat16FromFloat(Float.random(in: -1...1, using: &generator)) }
+            let input = (0..<(inputs * columns)).map { _ in Float.random(in: -1...1, using: &generator) }
+            var output = [Float](repeating: .nan, count: inputs * rows)
+            // Rows 1..<rows only: the range's start is honoured and row 0 is left alone.
+            pd_dot_rows_bf16_using(allowed, weights, 1, rows - 1, columns, input, inputs, &output, rows)
+            for i in 0..<inputs {
+                #expect(output[i * rows].isNaN, "row 0 is outside the range")
+                for r in 1..<rows {
+                    var exact = 0.0, magnitude = 0.0
+                    for c in 0..<columns {
+                        let term = Double(HalfPrecision.floatFromBFloat16(weights[r * columns + c])) * Double(input[i * columns + c])
+                        exact += term
+                        magnitude += abs(term)
+                    }
+                    // A sixth-to-eighth of the worst case (columns · 2⁻²⁴ · Σ|terms|), as in the GEMM test.
+                    let bound = (Double(columns) / 8 + 5) * Double(Float.ulpOfOne) / 2 * magnitude
+                    #expect(abs(Double(output[i * rows + r]) - exact) <= bound, "\(path) (\(rows),\(columns),\(inputs)) [\(i), \(r)]")
+                }
+            }
+        }
+    }
+
     @Test func streamingSumIsTheSum() {
         for count in [0, 1, 63, 64, 1000, 100_003] {
             let values = (0..<count).map { Float($0 % 17) * 0.25 }

@@ -31,6 +31,17 @@ double pd_peak_bf16(long iterations, float *checksum);
 // limited by memory bandwidth rather than by the latency of one chain of additions.
 float pd_stream_sum(const float *values, size_t count);
 
+// out[i · out_stride + r] = Σ_c widen(w[r, c]) · x[i, c] for weight rows r in [first, first + count)
+// and input rows i < inputs: bf16 weights (row stride columns) widened exactly to fp32 in
+// registers, fp32 inputs (row stride columns), fp32 sums. The decode product: each weight byte is
+// read once. AVX-512, else AVX2 + FMA, else plain C, chosen at run time.
+void pd_dot_rows_bf16(const uint16_t *w, size_t first, size_t count, size_t columns,
+                      const float *x, size_t inputs, float *out, size_t out_stride);
+// The same with only the paths `allowed` (PD_CPU_* bits) permits, so tests can run the AVX2 and
+// plain-C paths on an AVX-512 machine.
+void pd_dot_rows_bf16_using(unsigned allowed, const uint16_t *w, size_t first, size_t count, size_t columns,
+                            const float *x, size_t inputs, float *out, size_t out_stride);
+
 // destination(count) = bf16 of source(count), rounded to nearest even (NaN stays NaN), as PyTorch.
 void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count);
 

@@ -1,0 +1,31 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `pdrop bench --machine`: the machine's limits as JSON (figures are not asserted beyond being
+/// measured; the features must be the CPU's own).
+@Suite struct BenchCommandTests {
+    @Test func machineReportsPeaksAndTheCPUsFeatures() throws {
+        let directory = try makeTemporaryDirectory("bench-machine")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("machine.json")
+        let run = try runPDrop(["bench", "--machine", "--json-output", json.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("fp32 FMA peak"))
+        let machine = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any] ?? [:]
+        for key in ["fp32PeakGFLOPs", "sgemmGFLOPs", "memoryGBs"] {
+            #expect((machine[key] as? Double ?? 0) > 0, "\(key): \(machine[key] ?? "missing")")
+        }
+        let features = Set(machine["cpuFeatures"] as? [String] ?? [])
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let flags = Set(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?
+            .split(separator: ":", maxSplits: 1).last?.split(separator: " ").map(String.init) ?? [])
+        #expect(features.isSubset(of: flags), "features \(features.subtracting(flags)) are not in /proc/cpuinfo")
+        let hasBFloat16 = flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512_bf16"])
+        #expect((machine["bf16PeakGFLOPs"] != nil) == hasBFloat16)
+        #expect((machine["bf16GemmGFLOPs"] != nil) == hasBFloat16)
+
+        let bad = try runPDrop(["bench", "--machine", "--compute", "int4"])
+        #expect(bad.status != 0 && bad.stderr.contains("--compute 'int4' is unknown"), "\(bad.stderr)")
+    }
+}
