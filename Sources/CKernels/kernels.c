@@ -51,6 +51,13 @@ static int has_bf16_dot(void) {
     return (pd_cpu_features() & needed) == needed;
 }
 
+// The sum of a vector's 8 lanes.
+AVX2_TARGET static float sum8_avx2(__m256 v) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+}
+
 // ---- Peak loops: 12 independent accumulator chains, enough to cover the latency of two pipes.
 
 #define PEAK_CHAINS 12
@@ -81,11 +88,7 @@ AVX2_TARGET static double peak_fp32_avx2(long iterations, float *checksum) {
     }
     __m256 total = acc[0];
     for (int r = 1; r < PEAK_CHAINS; r++) total = _mm256_add_ps(total, acc[r]);
-    float lanes[8];
-    _mm256_storeu_ps(lanes, total);
-    float sum = 0;
-    for (int i = 0; i < 8; i++) sum += lanes[i];
-    *checksum = sum;
+    *checksum = sum8_avx2(total);
     return 2.0 * 8 * PEAK_CHAINS * (double)iterations;
 }
 
@@ -138,10 +141,7 @@ AVX2_TARGET static float stream_sum_avx2(const float *values, size_t count) {
     }
     __m256 total = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
                                  _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    float lanes[8];
-    _mm256_storeu_ps(lanes, total);
-    float sum = 0;
-    for (int lane = 0; lane < 8; lane++) sum += lanes[lane];
+    float sum = sum8_avx2(total);
     for (; i < count; i++) sum += values[i];
     return sum;
 }
@@ -197,24 +197,24 @@ AVX512_TARGET static inline __m512 dot32_avx512(const uint16_t *w, const float *
 
 AVX512_TARGET static void dot_rows_bf16_avx512(const uint16_t *w, size_t first, size_t count, size_t columns,
                                                const float *x, size_t inputs, float *out, size_t out_stride) {
-    const size_t blocks = columns / 32, vector_end = blocks * 32;
-    float *split = aligned_alloc(64, (blocks * 32 + 16) * sizeof(float));
+    const size_t blocks = columns / 32, vector_end = blocks * 32, split_stride = blocks * 32 + 16;
+    float *split = aligned_alloc(64, inputs * split_stride * sizeof(float));  // (inputs, split_stride)
     if (!split) {
         dot_rows_bf16_scalar(w, first, count, columns, x, inputs, out, out_stride);
         return;
     }
-    for (size_t i = 0; i < inputs; i++) {
-        const float *xi = x + i * columns;
-        split_even_odd(xi, blocks, split);
-        size_t r = first;
-        for (; r + DOT_GROUP <= first + count; r += DOT_GROUP) {
-            const uint16_t *w0 = w + r * columns, *w1 = w0 + columns, *w2 = w1 + columns, *w3 = w2 + columns;
+    for (size_t i = 0; i < inputs; i++) split_even_odd(x + i * columns, blocks, split + i * split_stride);
+    size_t r = first;
+    for (; r + DOT_GROUP <= first + count; r += DOT_GROUP) {
+        const uint16_t *w0 = w + r * columns, *w1 = w0 + columns, *w2 = w1 + columns, *w3 = w2 + columns;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns, *si = split + i * split_stride;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (size_t c = 0; c < vector_end; c += 32) {
-                a0 = dot32_avx512(w0 + c, split + c, a0);
-                a1 = dot32_avx512(w1 + c, split + c, a1);
-                a2 = dot32_avx512(w2 + c, split + c, a2);
-                a3 = dot32_avx512(w3 + c, split + c, a3);
+                a0 = dot32_avx512(w0 + c, si + c, a0);
+                a1 = dot32_avx512(w1 + c, si + c, a1);
+                a2 = dot32_avx512(w2 + c, si + c, a2);
+                a3 = dot32_avx512(w3 + c, si + c, a3);
             }
             float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1), s2 = _mm512_reduce_add_ps(a2),
                   s3 = _mm512_reduce_add_ps(a3);
@@ -227,10 +227,13 @@ AVX512_TARGET static void dot_rows_bf16_avx512(const uint16_t *w, size_t first, 
             float *o = out + i * out_stride + r;
             o[0] = s0, o[1] = s1, o[2] = s2, o[3] = s3;
         }
-        for (; r < first + count; r++) {
-            const uint16_t *wr = w + r * columns;
+    }
+    for (; r < first + count; r++) {
+        const uint16_t *wr = w + r * columns;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns, *si = split + i * split_stride;
             __m512 a = _mm512_setzero_ps();
-            for (size_t c = 0; c < vector_end; c += 32) a = dot32_avx512(wr + c, split + c, a);
+            for (size_t c = 0; c < vector_end; c += 32) a = dot32_avx512(wr + c, si + c, a);
             float sum = _mm512_reduce_add_ps(a);
             for (size_t c = vector_end; c < columns; c++) sum += widen_one(wr[c]) * xi[c];
             out[i * out_stride + r] = sum;
@@ -241,12 +244,6 @@ AVX512_TARGET static void dot_rows_bf16_avx512(const uint16_t *w, size_t first, 
 
 AVX2_TARGET static inline __m256 widen8_avx2(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
-}
-
-AVX2_TARGET static float sum8_avx2(__m256 v) {
-    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
 }
 
 AVX2_TARGET static void dot_rows_bf16_avx2(const uint16_t *w, size_t first, size_t count, size_t columns,
