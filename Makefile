@@ -93,12 +93,15 @@ qwen2-tokenizer:
 	$(SWIFT) test --disable-xctest --filter ByteLevelTokenizerTests
 
 # docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
-# and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads). About 20 minutes.
+# and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads), and llama.cpp
+# side by side on a TinyLlama-shape checkpoint (tools/llamacpp/bench.sh: it builds llama.cpp the
+# first time, about 10 minutes). About 35 minutes.
 bench: build
 	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
 	$(PYTHON) tools/bench_pytorch.py --out .build/bench-1b --threads $$(nproc)
+	tools/llamacpp/bench.sh 3
 	$(PDROP) bench --model .build/bench-1b --pytorch .build/bench-1b/pytorch.json \
-		--preset llava-1.5-7b --preset llava-next-7b \
+		--preset llava-1.5-7b --preset llava-next-7b --llamacpp .build/llamacpp/results.json \
 		--markdown-output docs/PERFORMANCE.md --json-output docs/performance.json
 
 # docs/TRAINING-PERFORMANCE.md: training step time none vs PyramidDrop at LLaVA-NeXT's image/text ratio.

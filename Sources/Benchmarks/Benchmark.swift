@@ -167,7 +167,9 @@ public struct PresetBenchmark: Codable, Equatable {
     public var machine: MachinePeaks
     /// The products' precision (`ProductPrecision`'s raw value); nil in JSON from before it was recorded (fp32).
     public var compute: String?
-    /// Weight bytes a decode step reads (decoder matrices and lm_head, bf16).
+    /// How the matrices are stored (`WeightStorageType`'s raw value); nil in JSON from before it was recorded (bf16).
+    public var weights: String?
+    /// Weight bytes a decode step reads (decoder matrices and lm_head).
     public var decodeWeightBytes: Int
     public var visionSeconds: Double
     public var results: [ReductionBenchmark]
@@ -219,17 +221,17 @@ public enum Benchmark {
     /// PyramidDrop (the paper's default schedule) on one prompt of `textTokens` text tokens
     /// around the image block. `progress` receives a line per step.
     public static func run(
-        preset: ModelPreset, textTokens: Int = 40, decodeTokens: Int = 8, repeats: Int = 2,
+        preset: ModelPreset, textTokens: Int = 40, decodeTokens: Int = 8, repeats: Int = 2, weights: WeightStorageType = .bfloat16,
         progress: (String) -> Void = { _ in }
     ) throws -> PresetBenchmark {
-        progress("\(preset.name): generating random bf16 weights")
+        progress("\(preset.name): generating random \(weights == .q8_0 ? "Q8_0" : "bf16") weights")
         if case let .qwen2VL(shape, grid) = preset.vision {
             return try runQwen2VL(
                 preset: preset, shape: shape, tokenGrid: grid, textTokens: textTokens, decodeTokens: decodeTokens, repeats: repeats,
                 progress: progress)
         }
         let configuration = try configuration(preset)
-        let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1), layout: .hub)
+        let llava = LlavaModel(configuration: configuration, loader: RandomWeightSource(seed: 1, storage: weights), layout: .hub)
         let side = configuration.visionConfig.imageSize
         var state: UInt64 = 12345
         let pixels = Tensor(shape: [3, side, side])
@@ -365,14 +367,13 @@ public enum Benchmark {
             total + [layer.queryProjection, layer.keyProjection, layer.valueProjection, layer.outputProjection,
                      layer.gateProjection, layer.upProjection, layer.downProjection].reduce(0) { $0 + $1.weight.byteCount }
         } + model.lmHead.byteCount
-        let decodeBound = machine.memoryGBs * 1e9 / Double(decodeWeightBytes)
 
         var results: [ReductionBenchmark] = []
         for reducer in reducers {
             progress("\(name): \(describe(reducer))")
             var entry = try measure(
                 reducer: reducer, model: model, embeddings: embeddings, positions: positions, block: block, textTokens: textTokens,
-                decodeTokens: decodeTokens, repeats: repeats, machine: machine, decodeBound: decodeBound)
+                decodeTokens: decodeTokens, repeats: repeats, machine: machine, decodeWeightBytes: decodeWeightBytes)
             if let vanilla = results.first {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
                 entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
@@ -384,14 +385,15 @@ public enum Benchmark {
         }
         return PresetBenchmark(
             preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles, machine: machine,
-            compute: WeightMatrix.productPrecision.rawValue, decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
+            compute: WeightMatrix.productPrecision.rawValue, weights: model.layers.first?.queryProjection.weight.storageType.rawValue,
+            decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
     }
 
     /// One reducer's prefill and decode on embeddings(prompt, hidden) with the image `block`:
     /// the best of `repeats` runs, its exact FLOPs and efficiencies (speedups are filled in by the caller).
     static func measure(
         reducer: VisualTokenReducer, model: LlamaModel, embeddings: Tensor, positions: Positions?, block: Range<Int>, textTokens: Int,
-        decodeTokens: Int, repeats: Int, machine: MachinePeaks, decodeBound: Double
+        decodeTokens: Int, repeats: Int, machine: MachinePeaks, decodeWeightBytes: Int
     ) throws -> ReductionBenchmark {
         func run() throws -> GenerationResult {
             try generateGreedy(
@@ -413,10 +415,13 @@ public enum Benchmark {
             imageBlockSizes: [block.count], reducer: reducer)
         let exact = report.exactLanguageModel + report.exactRanking + report.exactLMHead
         let achieved = 2 * exact / result.prefillSeconds / 1e9
+        let keyValueCacheBytes = result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 }
+        // A decode step reads every weight once and the whole KV cache once: its bound in tokens/s.
+        let decodeBound = machine.memoryGBs * 1e9 / Double(decodeWeightBytes + keyValueCacheBytes)
         return ReductionBenchmark(
             reduction: describe(reducer), prefillSeconds: result.prefillSeconds, rankingSeconds: result.rankingSeconds,
             decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
-            keyValueCacheBytes: result.tokensPerLayer.reduce(0) { $0 + 2 * $1 * model.keyValueWidth * 4 },
+            keyValueCacheBytes: keyValueCacheBytes,
             exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
             prefillEfficiency: achieved / machine.arithmeticPeak(WeightMatrix.productPrecision), speedupOverNone: 1, exactFLOPsRatio: 1,
             decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
@@ -440,9 +445,8 @@ public enum Benchmark {
             lines.append("## \(benchmark.preset): \(benchmark.imageTokens) image tokens (\(benchmark.tiles) tile\(benchmark.tiles == 1 ? "" : "s")), \(benchmark.textTokens) text tokens")
             lines.append("")
             lines.append("Machine: " + m.summary + ".")
-            lines.append(String(format: "Compute: %@. Vision tower %.2f s. A decode step reads %.2f GB of weights (bound: %.2f tokens/s).",
-                                benchmark.compute ?? "fp32", benchmark.visionSeconds, Double(benchmark.decodeWeightBytes) / 1e9,
-                                m.memoryGBs * 1e9 / Double(benchmark.decodeWeightBytes)))
+            lines.append(String(format: "Weights: %@. Compute: %@. Vision tower %.2f s. A decode step reads %.2f GB of weights and the KV cache (bound: bandwidth ÷ both).",
+                                benchmark.weights ?? "bfloat16", benchmark.compute ?? "fp32", benchmark.visionSeconds, Double(benchmark.decodeWeightBytes) / 1e9))
             lines.append("")
             if let comparison = benchmark.pytorch {
                 let t = comparison.timings

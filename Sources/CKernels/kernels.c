@@ -4,6 +4,7 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,4 +421,255 @@ int pd_gemm_bf16(size_t m, size_t n_begin, size_t n_end, size_t k, const uint16_
     free(packed);
     free(last_rows);
     return 0;
+}
+
+// ---- Q8_0 (GGUF's block format): blocks of 32 int8 values q with one fp16 scale d, value = d · q.
+// Here the values of a matrix lie row-major in q and the scales in d, one per 32 consecutive
+// values (columns are a multiple of 32, so the scale of element e is d[e / 32]).
+
+#define Q8_0_BLOCK 32
+#define AVX2_F16C_TARGET __attribute__((target("avx2,fma,f16c")))
+
+static inline float half_to_float(uint16_t bits) {
+    _Float16 half;
+    memcpy(&half, &bits, 2);
+    return (float)half;
+}
+
+void pd_quantize_q8_0(const float *x, size_t count, int8_t *q, uint16_t *d) {
+    for (size_t b = 0; b < count / Q8_0_BLOCK; b++) {
+        const float *block = x + b * Q8_0_BLOCK;
+        float amax = 0;
+        for (int j = 0; j < Q8_0_BLOCK; j++) {
+            const float magnitude = fabsf(block[j]);
+            if (magnitude > amax) amax = magnitude;
+        }
+        const float scale = amax / 127, inverse = scale != 0 ? 1.0f / scale : 0.0f;
+        for (int j = 0; j < Q8_0_BLOCK; j++) q[b * Q8_0_BLOCK + j] = (int8_t)roundf(block[j] * inverse);
+        const _Float16 half = (_Float16)scale;
+        memcpy(d + b, &half, 2);
+    }
+}
+
+// Whole blocks [first_block, end_block) of 32 values, 16 at a time.
+AVX512_TARGET static void dequantize_q8_0_blocks_avx512(const int8_t *q, const uint16_t *d, size_t first_block,
+                                                        size_t end_block, float *out) {
+    for (size_t b = first_block; b < end_block; b++) {
+        const __m512 scale = _mm512_set1_ps(half_to_float(d[b]));
+        const int8_t *block = q + b * Q8_0_BLOCK;
+        float *o = out + (b - first_block) * Q8_0_BLOCK;
+        _mm512_storeu_ps(o, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)block)))));
+        _mm512_storeu_ps(o + 16, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 16))))));
+    }
+}
+
+void pd_dequantize_q8_0(const int8_t *q, const uint16_t *d, size_t first, size_t count, float *out) {
+    size_t e = first;
+    const size_t end = first + count;
+    if (pd_cpu_features() & PD_CPU_AVX512F) {
+        // Up to the first block boundary one by one, then whole blocks in vectors, then the rest.
+        for (; e < end && e % Q8_0_BLOCK != 0; e++) out[e - first] = half_to_float(d[e / Q8_0_BLOCK]) * (float)q[e];
+        const size_t blocks = (end - e) / Q8_0_BLOCK;
+        dequantize_q8_0_blocks_avx512(q, d, e / Q8_0_BLOCK, e / Q8_0_BLOCK + blocks, out + (e - first));
+        e += blocks * Q8_0_BLOCK;
+    }
+    for (; e < end; e++) out[e - first] = half_to_float(d[e / Q8_0_BLOCK]) * (float)q[e];
+}
+
+// Four rows at a time, as the bf16 rows: per block, the 32 products summed, then scaled once.
+AVX512_TARGET static void dot_rows_q8_0_avx512(const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                                               size_t columns, const float *x, size_t inputs, float *out,
+                                               size_t out_stride) {
+    const size_t blocks = columns / Q8_0_BLOCK;
+#define Q8_0_WIDEN16(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define Q8_0_BLOCK_AVX512(qr, dr, acc)                                                                   \
+    do {                                                                                                \
+        const __m512 block_sum = _mm512_fmadd_ps(Q8_0_WIDEN16((qr) + c + 16), x1, _mm512_mul_ps(Q8_0_WIDEN16((qr) + c), x0)); \
+        acc = _mm512_fmadd_ps(block_sum, _mm512_set1_ps(half_to_float((dr)[b])), acc);                   \
+    } while (0)
+    size_t r = first;
+    for (; r + DOT_GROUP <= first + count; r += DOT_GROUP) {
+        const int8_t *q0 = q + r * columns, *q1 = q0 + columns, *q2 = q1 + columns, *q3 = q2 + columns;
+        const uint16_t *d0 = d + r * blocks, *d1 = d0 + blocks, *d2 = d1 + blocks, *d3 = d2 + blocks;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t b = 0, c = 0; b < blocks; b++, c += Q8_0_BLOCK) {
+                const __m512 x0 = _mm512_loadu_ps(xi + c), x1 = _mm512_loadu_ps(xi + c + 16);
+                Q8_0_BLOCK_AVX512(q0, d0, a0);
+                Q8_0_BLOCK_AVX512(q1, d1, a1);
+                Q8_0_BLOCK_AVX512(q2, d2, a2);
+                Q8_0_BLOCK_AVX512(q3, d3, a3);
+            }
+            float *o = out + i * out_stride + r;
+            o[0] = _mm512_reduce_add_ps(a0), o[1] = _mm512_reduce_add_ps(a1);
+            o[2] = _mm512_reduce_add_ps(a2), o[3] = _mm512_reduce_add_ps(a3);
+        }
+    }
+    for (; r < first + count; r++) {
+        const int8_t *qr = q + r * columns;
+        const uint16_t *dr = d + r * blocks;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns;
+            __m512 a = _mm512_setzero_ps();
+            for (size_t b = 0, c = 0; b < blocks; b++, c += Q8_0_BLOCK) {
+                const __m512 x0 = _mm512_loadu_ps(xi + c), x1 = _mm512_loadu_ps(xi + c + 16);
+                Q8_0_BLOCK_AVX512(qr, dr, a);
+            }
+            out[i * out_stride + r] = _mm512_reduce_add_ps(a);
+        }
+    }
+#undef Q8_0_BLOCK_AVX512
+#undef Q8_0_WIDEN16
+}
+
+AVX2_F16C_TARGET static inline __m256 widen8_q8_avx2(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+// Σ over one block of 32: four groups of 8 products, then scaled.
+AVX2_F16C_TARGET static inline __m256 block_q8_0_avx2(const int8_t *qr, const float *xi, float scale, __m256 acc) {
+    __m256 sum = _mm256_mul_ps(widen8_q8_avx2(qr), _mm256_loadu_ps(xi));
+    sum = _mm256_fmadd_ps(widen8_q8_avx2(qr + 8), _mm256_loadu_ps(xi + 8), sum);
+    sum = _mm256_fmadd_ps(widen8_q8_avx2(qr + 16), _mm256_loadu_ps(xi + 16), sum);
+    sum = _mm256_fmadd_ps(widen8_q8_avx2(qr + 24), _mm256_loadu_ps(xi + 24), sum);
+    return _mm256_fmadd_ps(sum, _mm256_set1_ps(scale), acc);
+}
+
+AVX2_F16C_TARGET static void dot_rows_q8_0_avx2(const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                                                size_t columns, const float *x, size_t inputs, float *out,
+                                                size_t out_stride) {
+    const size_t blocks = columns / Q8_0_BLOCK;
+    for (size_t r = first; r < first + count; r++) {
+        const int8_t *qr = q + r * columns;
+        const uint16_t *dr = d + r * blocks;
+        for (size_t i = 0; i < inputs; i++) {
+            const float *xi = x + i * columns;
+            __m256 a = _mm256_setzero_ps();
+            for (size_t b = 0; b < blocks; b++)
+                a = block_q8_0_avx2(qr + b * Q8_0_BLOCK, xi + b * Q8_0_BLOCK, half_to_float(dr[b]), a);
+            out[i * out_stride + r] = sum8_avx2(a);
+        }
+    }
+}
+
+static void dot_rows_q8_0_scalar(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                                 const float *x, size_t inputs, float *out, size_t out_stride) {
+    const size_t blocks = columns / Q8_0_BLOCK;
+    for (size_t r = first; r < first + count; r++)
+        for (size_t i = 0; i < inputs; i++) {
+            float total = 0;
+            for (size_t b = 0; b < blocks; b++) {
+                float sum = 0;
+                for (size_t j = 0; j < Q8_0_BLOCK; j++) {
+                    const size_t c = b * Q8_0_BLOCK + j;
+                    sum += (float)q[r * columns + c] * x[i * columns + c];
+                }
+                total += sum * half_to_float(d[r * blocks + b]);
+            }
+            out[i * out_stride + r] = total;
+        }
+}
+
+void pd_dot_rows_q8_0(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                      const float *x, size_t inputs, float *out, size_t out_stride) {
+    pd_dot_rows_q8_0_using(pd_cpu_features(), q, d, first, count, columns, x, inputs, out, out_stride);
+}
+
+void pd_dot_rows_q8_0_using(unsigned allowed, const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                            size_t columns, const float *x, size_t inputs, float *out, size_t out_stride) {
+    const unsigned features = allowed & pd_cpu_features(), avx2 = PD_CPU_AVX2 | PD_CPU_FMA | PD_CPU_F16C;
+    if (features & PD_CPU_AVX512F)
+        dot_rows_q8_0_avx512(q, d, first, count, columns, x, inputs, out, out_stride);
+    else if ((features & avx2) == avx2)
+        dot_rows_q8_0_avx2(q, d, first, count, columns, x, inputs, out, out_stride);
+    else
+        dot_rows_q8_0_scalar(q, d, first, count, columns, x, inputs, out, out_stride);
+}
+
+// ---- Q8_0 weights × Q8_0 activations (llama.cpp's scheme for Q8_0 products): the input rows are
+// quantized as the weights are (pd_quantize_q8_0), each block's 32 products summed exactly in
+// int32, then scaled by d_weight · d_input. |q| ≤ 127 on both sides (the quantizer never gives
+// -128), so u8 × s8 pairs cannot saturate.
+
+#define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+
+// Σ over one block: |x| as unsigned bytes times q with x's sign, summed in 8 int32 lanes.
+VNNI_TARGET static inline __m256i block_dot_vnni(__m256i q, __m256i x_magnitude, __m256i x) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), x_magnitude, _mm256_sign_epi8(q, x));
+}
+
+AVX2_F16C_TARGET static inline __m256i block_dot_avx2(__m256i q, __m256i x_magnitude, __m256i x) {
+    const __m256i pairs = _mm256_maddubs_epi16(x_magnitude, _mm256_sign_epi8(q, x));  // 16 int16, ≤ 2 · 127²
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+#define Q8_0_Q8_ROWS(TARGET, NAME, BLOCK_DOT)                                                                        \
+    TARGET static void NAME(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,          \
+                            const int8_t *xq, const float *xd, size_t inputs, float *out, size_t out_stride) {       \
+        const size_t blocks = columns / Q8_0_BLOCK;                                                                  \
+        for (size_t r = first; r < first + count; r++) {                                                              \
+            const int8_t *qr = q + r * columns;                                                                       \
+            const uint16_t *dr = d + r * blocks;                                                                      \
+            for (size_t i = 0; i < inputs; i++) {                                                                     \
+                const int8_t *xi = xq + i * columns;                                                                  \
+                const float *xs = xd + i * blocks;                                                                    \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                             \
+                size_t b = 0;                                                                                         \
+                for (; b + 2 <= blocks; b += 2) {                                                                     \
+                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xi + b * Q8_0_BLOCK));                   \
+                    const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xi + (b + 1) * Q8_0_BLOCK));             \
+                    const __m256i s0 = BLOCK_DOT(_mm256_loadu_si256((const __m256i *)(qr + b * Q8_0_BLOCK)),         \
+                                                 _mm256_sign_epi8(x0, x0), x0);                                      \
+                    const __m256i s1 = BLOCK_DOT(_mm256_loadu_si256((const __m256i *)(qr + (b + 1) * Q8_0_BLOCK)),   \
+                                                 _mm256_sign_epi8(x1, x1), x1);                                      \
+                    a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(half_to_float(dr[b]) * xs[b]), a0);   \
+                    a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(half_to_float(dr[b + 1]) * xs[b + 1]), a1); \
+                }                                                                                                     \
+                for (; b < blocks; b++) {                                                                             \
+                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xi + b * Q8_0_BLOCK));                   \
+                    const __m256i s0 = BLOCK_DOT(_mm256_loadu_si256((const __m256i *)(qr + b * Q8_0_BLOCK)),         \
+                                                 _mm256_sign_epi8(x0, x0), x0);                                      \
+                    a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(half_to_float(dr[b]) * xs[b]), a0);   \
+                }                                                                                                     \
+                out[i * out_stride + r] = sum8_avx2(_mm256_add_ps(a0, a1));                                           \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+Q8_0_Q8_ROWS(VNNI_TARGET, dot_rows_q8_0_q8_vnni, block_dot_vnni)
+Q8_0_Q8_ROWS(AVX2_F16C_TARGET, dot_rows_q8_0_q8_avx2, block_dot_avx2)
+
+static void dot_rows_q8_0_q8_scalar(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                                    const int8_t *xq, const float *xd, size_t inputs, float *out, size_t out_stride) {
+    const size_t blocks = columns / Q8_0_BLOCK;
+    for (size_t r = first; r < first + count; r++)
+        for (size_t i = 0; i < inputs; i++) {
+            float total = 0;
+            for (size_t b = 0; b < blocks; b++) {
+                int32_t sum = 0;
+                for (size_t j = 0; j < Q8_0_BLOCK; j++)
+                    sum += (int32_t)q[r * columns + b * Q8_0_BLOCK + j] * (int32_t)xq[i * columns + b * Q8_0_BLOCK + j];
+                total += (float)sum * (half_to_float(d[r * blocks + b]) * xd[i * blocks + b]);
+            }
+            out[i * out_stride + r] = total;
+        }
+}
+
+void pd_dot_rows_q8_0_q8(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                         const int8_t *xq, const float *xd, size_t inputs, float *out, size_t out_stride) {
+    pd_dot_rows_q8_0_q8_using(pd_cpu_features(), q, d, first, count, columns, xq, xd, inputs, out, out_stride);
+}
+
+void pd_dot_rows_q8_0_q8_using(unsigned allowed, const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                               size_t columns, const int8_t *xq, const float *xd, size_t inputs, float *out,
+                               size_t out_stride) {
+    const unsigned features = allowed & pd_cpu_features(), avx2 = PD_CPU_AVX2 | PD_CPU_FMA | PD_CPU_F16C;
+    const unsigned vnni = avx2 | PD_CPU_AVX512F | PD_CPU_AVX512VL | PD_CPU_AVX512_VNNI;
+    if ((features & vnni) == vnni)
+        dot_rows_q8_0_q8_vnni(q, d, first, count, columns, xq, xd, inputs, out, out_stride);
+    else if ((features & avx2) == avx2)
+        dot_rows_q8_0_q8_avx2(q, d, first, count, columns, xq, xd, inputs, out, out_stride);
+    else
+        dot_rows_q8_0_q8_scalar(q, d, first, count, columns, xq, xd, inputs, out, out_stride);
 }

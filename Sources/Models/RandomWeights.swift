@@ -2,13 +2,20 @@ import Foundation
 import TensorCore
 
 /// Random parameters of any shape, generated in memory, for benchmarks without a checkpoint:
-/// matrices in bf16 (as checkpoints ship), uniform in ±1/sqrt(columns) so activations stay
-/// in range through the norms; norm weights near 1; biases are absent unless required.
+/// matrices in bf16 (as checkpoints ship) or those bf16 values in Q8_0 (as `pdrop quantize` writes
+/// them), uniform in ±1/sqrt(columns) so activations stay in range through the norms; norm
+/// weights near 1; biases are absent unless required.
 public final class RandomWeightSource: WeightSource {
     private let seed: UInt64
+    private let storage: WeightStorageType
     private var counter: UInt64 = 0
 
-    public init(seed: UInt64 = 0) { self.seed = seed }
+    /// `storage`: .bfloat16 or .q8_0 (matrices whose columns are not a multiple of 32 stay bf16).
+    public init(seed: UInt64 = 0, storage: WeightStorageType = .bfloat16) {
+        precondition(storage == .bfloat16 || storage == .q8_0, "random matrices are bf16 or Q8_0, not \(storage)")
+        self.seed = seed
+        self.storage = storage
+    }
 
     public func contains(_ name: String) -> Bool { !name.hasSuffix(".bias") }
 
@@ -26,7 +33,7 @@ public final class RandomWeightSource: WeightSource {
     public func takeMatrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix {
         let scale = 1 / Float(max(columns, 1)).squareRoot()
         let seed = nextSeed()
-        return WeightMatrix(allocating: .bfloat16, rows: rows, columns: columns) { destination in
+        let bfloat16 = WeightMatrix(allocating: .bfloat16, rows: rows, columns: columns) { destination in
             let halves = destination.bindMemory(to: UInt16.self, capacity: rows * columns)
             ThreadPool.parallelFor(rows, minimumPerThread: 64) { range in
                 var state = seed &+ UInt64(range.lowerBound) &* 0x9E3779B97F4A7C15
@@ -35,6 +42,8 @@ public final class RandomWeightSource: WeightSource {
                 }
             }
         }
+        if storage == .q8_0 && columns % Q8_0.blockSize == 0 { return WeightMatrix(quantizing: bfloat16.toTensor()) }
+        return bfloat16
     }
 
     private func nextSeed() -> UInt64 {

@@ -20,6 +20,21 @@ public struct WeightMismatchError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// A Q8_0 tensor whose values and scales do not go together.
+struct QuantizedWeightError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// How a checkpoint stores a Q8_0 matrix: the int8 values under the weight's own name, the fp16
+/// scales beside them (the naming of compressed-tensors' `weight_scale`).
+public enum Q8_0Layout {
+    public static func scaleName(of name: String) -> String { name + "_scale" }
+    /// Marks a checkpoint written by `pdrop quantize` in config.json (transformers refuses the
+    /// unknown method by name rather than loading int8 values as weights).
+    public static let configurationKey = "quantization_config"
+}
+
 /// Where a model's parameters come from: a checkpoint, or random values for benchmarks.
 public protocol WeightSource: AnyObject {
     func contains(_ name: String) -> Bool
@@ -78,7 +93,7 @@ public final class WeightLoader: WeightSource {
                 wrongShape.append("\(name): expected \(shape), found \(entry.shape)")
                 return Self.placeholder()
             }
-            let tensor = try checkpoint.floatTensor(name)
+            let tensor = try entry.dtype == .int8 ? dequantized(name, shape: shape) : checkpoint.floatTensor(name)
             if copiesToFloat32 { float32Tensors[name] = tensor }
             return tensor
         } catch {
@@ -103,6 +118,13 @@ public final class WeightLoader: WeightSource {
                 wrongShape.append("\(name): expected \([rows, columns]), found \(entry.shape)")
                 return placeholder()
             }
+            if entry.dtype == .int8 {
+                let matrix = try quantizedMatrix(name, rows: rows, columns: columns)
+                if !copiesToFloat32 { return matrix }
+                let tensor = matrix.toTensor()
+                float32Tensors[name] = tensor
+                return WeightMatrix(tensor)
+            }
             if copiesToFloat32 {
                 let tensor = try file.floatTensor(name)
                 float32Tensors[name] = tensor
@@ -114,7 +136,7 @@ public final class WeightLoader: WeightSource {
             case .bfloat16: type = .bfloat16
             case .float16: type = .float16
             default:
-                wrongShape.append("\(name): dtype \(entry.dtype.rawValue) is not F32, BF16 or F16")
+                wrongShape.append("\(name): dtype \(entry.dtype.rawValue) is not F32, BF16, F16 or I8 (Q8_0)")
                 return placeholder()
             }
             guard let base = try file.rawBytes(name).baseAddress else { return placeholder() }
@@ -127,6 +149,38 @@ public final class WeightLoader: WeightSource {
             wrongShape.append("\(name): \(error)")
             return placeholder()
         }
+    }
+
+    /// The Q8_0 matrix stored as `name` (I8, (rows, columns)) and `name`_scale (F16, (rows, columns / 32)),
+    /// borrowed from the memory-mapped file; `pdrop quantize` writes them.
+    private func quantizedMatrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+        let scaleName = Q8_0Layout.scaleName(of: name)
+        guard columns % Q8_0.blockSize == 0 else {
+            throw QuantizedWeightError("Q8_0 rows hold whole blocks of \(Q8_0.blockSize) values, but this one has \(columns) columns")
+        }
+        guard checkpoint.contains(scaleName) else {
+            throw QuantizedWeightError("I8 (Q8_0) without its scales \(scaleName)")
+        }
+        taken.insert(scaleName)
+        let scaleEntry = try checkpoint.entry(scaleName)
+        let scaleShape = [rows, columns / Q8_0.blockSize]
+        guard scaleEntry.dtype == .float16 && scaleEntry.shape == scaleShape else {
+            throw QuantizedWeightError("its Q8_0 scales \(scaleName) should be F16 \(scaleShape), found \(scaleEntry.dtype.rawValue) \(scaleEntry.shape)")
+        }
+        let valuesFile = try checkpoint.file(holding: name), scalesFile = try checkpoint.file(holding: scaleName)
+        guard let values = try valuesFile.rawBytes(name).baseAddress, let scales = try scalesFile.rawBytes(scaleName).baseAddress else {
+            return WeightMatrix(Tensor(shape: [rows, columns]))  // zero elements: nothing to borrow
+        }
+        return WeightMatrix(
+            borrowing: values, type: .q8_0, rows: rows, columns: columns, scales: scales, owner: [valuesFile, scalesFile] as NSArray)
+    }
+
+    /// A Q8_0 tensor of any shape (rows of its last dimension) as fp32.
+    private func dequantized(_ name: String, shape: [Int]) throws -> Tensor {
+        let matrix = try quantizedMatrix(name, rows: shape.dropLast().reduce(1, *), columns: shape.last ?? 1)
+        let tensor = Tensor(shape: shape)
+        matrix.convert(from: 0, count: tensor.count, to: tensor.pointer)
+        return tensor
     }
 
     /// Throws if anything was missing or mis-shaped, or if a tensor under one of `ownedPrefixes`

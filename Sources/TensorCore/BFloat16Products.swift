@@ -20,15 +20,8 @@ public enum BFloat16Products {
     ) -> Bool {
         guard isAvailable else { return false }
         if m == 0 || n == 0 { return true }
-        let stride = (k + 1) / 2 * 2  // even, as the kernel reads pairs
-        let roundedInput = UnsafeMutablePointer<UInt16>.allocate(capacity: m * stride)  // (m, stride) bf16, zero past k
+        let (roundedInput, stride) = roundedRows(input, m: m, k: k)
         defer { roundedInput.deallocate() }
-        ThreadPool.parallelFor(m, minimumPerThread: 16) { range in
-            for row in range {
-                pd_convert_to_bf16(input + row * k, roundedInput + row * stride, k)
-                if stride > k { roundedInput[row * stride + k] = 0 }
-            }
-        }
         multiply(output, bfloat16Input: roundedInput, stride: stride, bfloat16Weights: weights, m: m, n: n, k: k)
         return true
     }
@@ -48,6 +41,49 @@ public enum BFloat16Products {
             let status = pd_gemm_bf16(m, first, last, k, input, stride, w, output, n)
             precondition(status == 0, "pd_gemm_bf16 failed (\(status))")
         }
+    }
+
+    /// output(m, n) = bf16(input(m, k)) · bf16(d · q)ᵀ with fp32 sums, for Q8_0 weights of n rows
+    /// (values q (n, k) int8, scales d (n, k / 32) fp16): each thread widens its 48 rows at a time
+    /// to bf16 (one rounding of each weight, on top of the input's) and multiplies them in cache.
+    /// Returns false, writing nothing, where the CPU lacks AVX512-BF16.
+    @discardableResult
+    public static func multiply(
+        _ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, q8_0Values values: UnsafePointer<Int8>,
+        scales: UnsafePointer<UInt16>, m: Int, n: Int, k: Int
+    ) -> Bool {
+        guard isAvailable else { return false }
+        if m == 0 || n == 0 { return true }
+        let (roundedInput, stride) = roundedRows(input, m: m, k: k)
+        defer { roundedInput.deallocate() }
+        let chunks = (n + columnsPerChunk - 1) / columnsPerChunk
+        ThreadPool.parallelFor(chunks, chunksPerThread: 4) { range in
+            let widened = UnsafeMutablePointer<Float>.allocate(capacity: columnsPerChunk * k)  // (48, k) fp32 of d · q
+            let rounded = UnsafeMutablePointer<UInt16>.allocate(capacity: columnsPerChunk * k)  // (48, k) bf16
+            defer { widened.deallocate(); rounded.deallocate() }
+            for chunk in range {
+                let first = chunk * columnsPerChunk, rows = min(columnsPerChunk, n - first)
+                pd_dequantize_q8_0(values, scales, first * k, rows * k, widened)
+                pd_convert_to_bf16(widened, rounded, rows * k)
+                let status = pd_gemm_bf16(m, 0, rows, k, roundedInput, stride, rounded, output + first, n)
+                precondition(status == 0, "pd_gemm_bf16 failed (\(status))")
+            }
+        }
+        return true
+    }
+
+    /// input(m, k) rounded to bf16 in a new buffer (m, stride) the caller deallocates: the stride is
+    /// k rounded up to even (the kernel reads pairs), zero past k.
+    static func roundedRows(_ input: UnsafePointer<Float>, m: Int, k: Int) -> (UnsafeMutablePointer<UInt16>, stride: Int) {
+        let stride = (k + 1) / 2 * 2
+        let rounded = UnsafeMutablePointer<UInt16>.allocate(capacity: m * stride)  // (m, stride) bf16, zero past k
+        ThreadPool.parallelFor(m, minimumPerThread: 16) { range in
+            for row in range {
+                pd_convert_to_bf16(input + row * k, rounded + row * stride, k)
+                if stride > k { rounded[row * stride + k] = 0 }
+            }
+        }
+        return (rounded, stride)
     }
 
     /// destination(count) = bf16 of source(count), nearest even, NaN kept (PyTorch's rounding).

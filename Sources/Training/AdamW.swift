@@ -4,6 +4,9 @@ import TensorCore
 /// The optimizer's settings, with LLaVA's / torch's defaults.
 public struct OptimizerSettings: Equatable, Sendable, Codable {
     public var learningRate: Double = 2e-5
+    /// Peak learning rate of the vision tower's parameters, on the same schedule (LLaVA-NeXT's
+    /// `mm_vision_tower_lr`); nil: `learningRate`.
+    public var visionLearningRate: Double?
     public var warmupSteps: Int = 0
     /// Steps of the whole run: the cosine decays to 0 at this step.
     public var totalSteps: Int = 1
@@ -18,9 +21,19 @@ public struct OptimizerSettings: Equatable, Sendable, Codable {
 
     /// transformers' `get_cosine_schedule_with_warmup` at optimizer step `step` (0-based).
     public func learningRate(atStep step: Int) -> Double {
-        if step < warmupSteps { return learningRate * Double(step) / Double(max(1, warmupSteps)) }
+        learningRate * scheduleFactor(atStep: step)
+    }
+
+    /// The vision tower's learning rate at optimizer step `step`.
+    public func visionLearningRate(atStep step: Int) -> Double {
+        (visionLearningRate ?? learningRate) * scheduleFactor(atStep: step)
+    }
+
+    /// The schedule's multiplier of the peak rate: linear warm-up, then cosine to 0.
+    func scheduleFactor(atStep step: Int) -> Double {
+        if step < warmupSteps { return Double(step) / Double(max(1, warmupSteps)) }
         let progress = Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps))
-        return learningRate * max(0, 0.5 * (1 + cos(Double.pi * progress)))
+        return max(0, 0.5 * (1 + cos(Double.pi * progress)))
     }
 
     public func validate() throws {
@@ -28,6 +41,9 @@ public struct OptimizerSettings: Equatable, Sendable, Codable {
             if !condition { throw TrainingSettingError.invalid(message) }
         }
         try check(learningRate.isFinite && learningRate >= 0, "--lr must be a finite number ≥ 0, got \(learningRate)")
+        if let visionLearningRate {
+            try check(visionLearningRate.isFinite && visionLearningRate >= 0, "--vision-lr must be a finite number ≥ 0, got \(visionLearningRate)")
+        }
         try check(totalSteps >= 1, "--steps must be at least 1, got \(totalSteps)")
         try check(warmupSteps >= 0, "--warmup-steps must be ≥ 0, got \(warmupSteps)")
         try check(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be ≥ 0, got \(weightDecay)")
@@ -48,10 +64,13 @@ public final class AdamW {
     public private(set) var secondMoments: [String: Tensor] = [:]
     /// Updates done so far (torch's `step` state).
     public private(set) var step = 0
+    /// The parameters that follow `settings.visionLearningRate` (their own group, as LLaVA-NeXT's).
+    public let visionNames: Set<String>
 
-    public init(settings: OptimizerSettings, names: [String], parameters: [String: Tensor]) {
+    public init(settings: OptimizerSettings, names: [String], parameters: [String: Tensor], visionNames: Set<String> = []) {
         self.settings = settings
         self.names = names
+        self.visionNames = visionNames
         for name in names {
             firstMoments[name] = Tensor(shape: parameters[name]!.shape)
             secondMoments[name] = Tensor(shape: parameters[name]!.shape)
@@ -92,18 +111,19 @@ public final class AdamW {
         if let maximum = settings.maxGradientNorm, maximum > 0 {
             clip = Float(min(1, maximum / (norm + 1e-6)))
         }
-        let learningRate = settings.learningRate(atStep: step)
+        let learningRate = settings.learningRate(atStep: step), visionLearningRate = settings.visionLearningRate(atStep: step)
         step += 1
         // The scalars are computed in Double and rounded once, as Python floats reach torch's kernels.
         let oneMinusBeta1 = Float(1 - settings.beta1), beta2 = Float(settings.beta2), oneMinusBeta2 = Float(1 - settings.beta2)
         let biasCorrection1 = 1 - pow(settings.beta1, Double(step))
         let biasCorrection2Root = (1 - pow(settings.beta2, Double(step))).squareRoot()
-        let stepSize = Float(learningRate / biasCorrection1)
         let epsilon = Float(settings.epsilon)
         for name in updated {
             let parameter = parameters[name]!, gradient = gradients[name]!
             let m = firstMoments[name]!, v = secondMoments[name]!
-            let decay = parameter.shape.count >= 2 ? Float(1 - learningRate * settings.weightDecay) : 1
+            let groupRate = visionNames.contains(name) ? visionLearningRate : learningRate
+            let stepSize = Float(groupRate / biasCorrection1)
+            let decay = parameter.shape.count >= 2 ? Float(1 - groupRate * settings.weightDecay) : 1
             let p = parameter.pointer, g = gradient.pointer, mp = m.pointer, vp = v.pointer
             let correction2 = Float(biasCorrection2Root)
             ThreadPool.parallelFor(parameter.count, minimumPerThread: 1 << 14) { range in

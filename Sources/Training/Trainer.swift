@@ -47,7 +47,9 @@ public final class Trainer {
         }
         self.pipeline = pipeline
         model = TrainingModel(llava: llava, layout: layout, parameters: pipeline.loaded.float32Tensors, trainable: trainable)
-        optimizer = AdamW(settings: settings, names: model.trainableNames, parameters: model.parameters)
+        optimizer = AdamW(
+            settings: settings, names: model.trainableNames, parameters: model.parameters,
+            visionNames: Set(model.trainableNames.filter { $0.hasPrefix(layout.visionPrefix) }))
         stream = try SampleStream(samples: samples, shuffleSeed: shuffleSeed)
         self.reducer = reducer
         self.batchSize = batchSize

@@ -37,6 +37,12 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup var computeOptions: ComputeOptions
 
+    @Option(help: "tools/llamacpp/bench.sh's results.json: its side-by-side table is added to the report.")
+    var llamacpp: String?
+
+    @Option(help: "Random matrices of presets stored as bf16 or q8_0 (the bf16 values through `pdrop quantize`'s Q8_0).")
+    var weights: String = "bf16"
+
     @Flag(help: "Measure only the machine: CPU features, fp32 FMA and bf16 dot-product peaks, sgemm, our bf16 product, memory bandwidth.")
     var machine = false
 
@@ -59,6 +65,7 @@ struct BenchCommand: ParsableCommand {
         if (textTokens ?? 1) < 1 || decodeTokens < 1 || repeats < 1 || steps < 1 {
             throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
         }
+        if !["bf16", "q8_0"].contains(weights) { throw ValidationError("--weights '\(weights)' is unknown; choose bf16 or q8_0") }
         for name in preset where ModelPreset.named(name) == nil {
             throw ValidationError("--preset '\(name)' is unknown; choose from \(ModelPreset.all.map(\.name).joined(separator: ", "))")
         }
@@ -67,9 +74,12 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         computeOptions.apply()
         try failing {
+            // Read before measuring: a bad file fails at once, not after minutes of benchmarks.
+            let comparison = try llamacpp.map { try LlamaCppComparison.load(URL(fileURLWithPath: $0)) }
             if let render {
                 let benchmarks = try JSONDecoder().decode([PresetBenchmark].self, from: Data(contentsOf: URL(fileURLWithPath: render)))
                 let markdown = Benchmark.markdown(benchmarks, source: "`make bench` (figures measured into `\(render)`, rendered by `pdrop bench --render`)")
+                    + (comparison.map { "\n" + $0.markdown() } ?? "")
                 if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
                 print(markdown)
                 return
@@ -92,9 +102,11 @@ struct BenchCommand: ParsableCommand {
             }
             for name in preset {
                 guard let preset = ModelPreset.named(name) else { continue }
-                benchmarks.append(try Benchmark.run(preset: preset, textTokens: textTokens ?? 40, decodeTokens: decodeTokens, repeats: repeats, progress: log))
+                benchmarks.append(try Benchmark.run(
+                    preset: preset, textTokens: textTokens ?? 40, decodeTokens: decodeTokens, repeats: repeats,
+                    weights: weights == "q8_0" ? .q8_0 : .bfloat16, progress: log))
             }
-            try report(benchmarks) { Benchmark.markdown(benchmarks, source: $0) }
+            try report(benchmarks) { Benchmark.markdown(benchmarks, source: $0) + (comparison.map { "\n" + $0.markdown() } ?? "") }
         }
     }
 

@@ -36,31 +36,45 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try failing {
             let source = URL(fileURLWithPath: model), destination = URL(fileURLWithPath: output)
-            if let existing = try? FileManager.default.contentsOfDirectory(atPath: destination.path), !existing.isEmpty {
-                throw ValidationError("--output \(output) is not empty")
-            }
+            try requireEmpty(destination, option: "--output")
             let checkpoint = try Checkpoint(directory: source)
             let storage = SafeTensorsDType(rawValue: dtypeName)!
             let items = try checkpoint.tensorNames.map { name in
                 SafeTensorsWriter.Item(name: name, tensor: try checkpoint.floatTensor(name), dtype: storage)
             }
-            try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
-            try SafeTensorsWriter.write(items, metadata: ["format": "pt"], to: destination.appendingPathComponent(TrainingCheckpoint.weightsFile))
-            // config.json as written, with its dtype entries naming the new type (edited as text so
-            // that every other value keeps its spelling: transformers checks float fields' types).
-            let configText = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
-            let dtypeEntry = try NSRegularExpression(pattern: #"("(?:torch_)?dtype"\s*:\s*)"[A-Za-z0-9_]+""#)
-            let retyped = dtypeEntry.stringByReplacingMatches(
-                in: configText, range: NSRange(configText.startIndex..., in: configText), withTemplate: "$1\"\(dtype)\"")
-            try Data(retyped.utf8).write(to: destination.appendingPathComponent("config.json"))
-            for file in TrainingCheckpoint.companionFiles {
-                let from = source.appendingPathComponent(file)
-                if FileManager.default.fileExists(atPath: from.path) {
-                    try FileManager.default.copyItem(at: from, to: destination.appendingPathComponent(file))
-                }
+            try writeCheckpoint(items, from: source, to: destination) { config in
+                // The dtype entries name the new type (edited as text so that every other value
+                // keeps its spelling: transformers checks float fields' types).
+                let dtypeEntry = try NSRegularExpression(pattern: #"("(?:torch_)?dtype"\s*:\s*)"[A-Za-z0-9_]+""#)
+                return dtypeEntry.stringByReplacingMatches(
+                    in: config, range: NSRange(config.startIndex..., in: config), withTemplate: "$1\"\(dtype)\"")
             }
             let parameters = items.reduce(0) { $0 + $1.shape.reduce(1, *) }
             print("wrote \(items.count) tensors (\(parameters) parameters, \(dtype)) to \(output)")
+        }
+    }
+}
+
+/// Fails unless `directory` is absent or empty (commands that write a checkpoint never mix files).
+func requireEmpty(_ directory: URL, option: String) throws {
+    if let existing = try? FileManager.default.contentsOfDirectory(atPath: directory.path), !existing.isEmpty {
+        throw ValidationError("\(option) \(directory.path) is not empty")
+    }
+}
+
+/// Writes `items` as `destination`/model.safetensors, config.json edited by `editConfig` (as text),
+/// and the tokenizer and processor files copied from `source`.
+func writeCheckpoint(
+    _ items: [SafeTensorsWriter.Item], from source: URL, to destination: URL, editConfig: (String) throws -> String
+) throws {
+    try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+    try SafeTensorsWriter.write(items, metadata: ["format": "pt"], to: destination.appendingPathComponent(TrainingCheckpoint.weightsFile))
+    let configText = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
+    try Data(try editConfig(configText).utf8).write(to: destination.appendingPathComponent("config.json"))
+    for file in TrainingCheckpoint.companionFiles {
+        let from = source.appendingPathComponent(file)
+        if FileManager.default.fileExists(atPath: from.path) {
+            try FileManager.default.copyItem(at: from, to: destination.appendingPathComponent(file))
         }
     }
 }

@@ -8,7 +8,7 @@ struct PDrop: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pdrop",
         abstract: "Run LLaVA-family models with PyramidDrop visual token reduction.",
-        subcommands: [GenerateCommand.self, ServeCommand.self, LogitsCommand.self, FLOPsCommand.self, BenchCommand.self, TrainCommand.self, EvalCommand.self, DataCommand.self, InitCommand.self, ConvertCommand.self])
+        subcommands: [GenerateCommand.self, ServeCommand.self, LogitsCommand.self, FLOPsCommand.self, BenchCommand.self, TrainCommand.self, EvalCommand.self, DataCommand.self, InitCommand.self, ConvertCommand.self, QuantizeCommand.self])
 
     /// ParsableCommand's main, plus a hint when the arguments failed to parse and an option is
     /// followed by a negative number: argument-parser reads "-2,4,6" as a flag, not as the value.

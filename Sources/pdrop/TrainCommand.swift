@@ -48,6 +48,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Peak learning rate (LLaVA: 2e-5 fine-tuning, 1e-3 projector pretraining).")
     var lr: Double = 2e-5
 
+    @Option(help: "Peak learning rate of the vision tower, on the same schedule (LLaVA-NeXT's mm_vision_tower_lr; default: --lr). Only with a --train that includes vision.")
+    var visionLr: Double?
+
     @Option(help: "Linear warmup steps (default: 3% of --steps, rounded up, as LLaVA's warmup_ratio 0.03).")
     var warmupSteps: Int?
 
@@ -99,6 +102,9 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         try failing {
             let trainable = try TrainableParts(parsing: train)
+            if visionLr != nil && !trainable.contains(.vision) {
+                throw TrainingSettingError.invalid("--vision-lr sets the vision tower's learning rate, but --train \(train) leaves the tower frozen")
+            }
             let source = URL(fileURLWithPath: resume ?? model!).resolvingSymlinksInPath()
             if resume != nil {
                 try TrainingCheckpoint.recoverInterruptedSave(at: source)
@@ -128,6 +134,7 @@ struct TrainCommand: ParsableCommand {
 
             let settings = OptimizerSettings {
                 $0.learningRate = lr
+                $0.visionLearningRate = visionLr
                 $0.warmupSteps = warmupSteps ?? Int((Double(steps) * 0.03).rounded(.up))
                 $0.totalSteps = steps
                 $0.weightDecay = weightDecay

@@ -28,4 +28,27 @@ import TestSupport
         let bad = try runPDrop(["bench", "--machine", "--compute", "int4"])
         #expect(bad.status != 0 && bad.stderr.contains("--compute 'int4' is unknown"), "\(bad.stderr)")
     }
+
+    /// tools/llamacpp/bench.sh's results rendered into the report: both engines per format and
+    /// our ratio to llama.cpp; a malformed file is refused before anything is measured.
+    @Test func llamaCppResultsAreRenderedAsRatios() throws {
+        let directory = try makeTemporaryDirectory("bench-llamacpp")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let results = directory.appendingPathComponent("results.json")
+        try Data("""
+            {"rounds": 3, "threads": 2, "promptTokens": 616, "decodeTokens": 64, "best": [
+             {"engine": "llama.cpp", "format": "bf16", "prefill": 140.0, "decode": 15.0},
+             {"engine": "pdrop", "format": "bf16", "prefill": 126.0, "decode": 12.0},
+             {"engine": "llama.cpp", "format": "q8_0", "prefill": 90.0, "decode": 20.0},
+             {"engine": "pdrop", "format": "q8_0", "prefill": 99.0, "decode": 16.0}], "runs": []}
+            """.utf8).write(to: results)
+        let run = try runPDrop(["bench", "--render", Fixtures.repositoryRoot.appendingPathComponent("docs/performance.json").path,
+                                "--llamacpp", results.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("| bf16 | 140.0 | 126.0 | 0.90× | 15.00 | 12.00 | 0.80× |"), "\(run.stdout)")
+        #expect(run.stdout.contains("| q8_0 | 90.0 | 99.0 | 1.10× | 20.00 | 16.00 | 0.80× |"), "\(run.stdout)")
+        try Data("{\"rounds\": 3}".utf8).write(to: results)
+        let bad = try runPDrop(["bench", "--preset", "small", "--llamacpp", results.path])
+        #expect(bad.status != 0 && bad.stderr.contains("results.json"), "\(bad.stderr)")
+    }
 }

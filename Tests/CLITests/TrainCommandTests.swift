@@ -85,6 +85,10 @@ import TestSupport
         let badPart = try runPDrop(["train", "--model", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path,
                                     "--train", "projector,eyes"])
         #expect(badPart.status != 0 && badPart.stderr.contains("eyes"))
+        let frozenTowerRate = try runPDrop(["train", "--model", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path,
+                                            "--vision-lr", "1e-4"])
+        #expect(frozenTowerRate.status != 0 && frozenTowerRate.stderr.contains("--vision-lr") && frozenTowerRate.stderr.contains("frozen"),
+                "\(frozenTowerRate.stderr)")
         let notTraining = try runPDrop(["train", "--resume", model, "--data", data, "--images", images, "--steps", "1", "--output", directory.path])
         #expect(notTraining.status != 0 && notTraining.stderr.contains("trainer_state.safetensors"))
         let qwen = try runPDrop(["train", "--model", Fixtures.url("tiny-qwen2-vl").path, "--data", data, "--images", images, "--steps", "1",

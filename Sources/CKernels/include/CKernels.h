@@ -53,4 +53,29 @@ void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count
 int pd_gemm_bf16(size_t m, size_t n_begin, size_t n_end, size_t k,
                  const uint16_t *a, size_t lda, const uint16_t *w, float *c, size_t ldc);
 
+// Q8_0, GGUF's block format: blocks of 32 int8 values q with one fp16 scale d (raw bits), each value
+// d · q. A (rows, columns) matrix keeps q(rows, columns) row-major and d(rows, columns / 32), so
+// the scale of element e is d[e / 32]; columns must be a multiple of 32.
+// pd_quantize_q8_0: count (a multiple of 32) values → q(count), d(count / 32), as ggml's
+// quantize_row_q8_0_ref: d = max |x| / 127, q = roundf(x / d) (0 where d is 0), d rounded to fp16.
+void pd_quantize_q8_0(const float *x, size_t count, int8_t *q, uint16_t *d);
+// out(count) = d · q for elements [first, first + count).
+void pd_dequantize_q8_0(const int8_t *q, const uint16_t *d, size_t first, size_t count, float *out);
+// out[i · out_stride + r] = Σ_blocks d[r, b] · Σ_{c in b} q[r, c] · x[i, c] for rows r in
+// [first, first + count) and inputs i: the decode product, int8 widened to fp32 in registers.
+// AVX-512, else AVX2 + FMA + F16C, else plain C, chosen at run time; _using as pd_dot_rows_bf16_using.
+void pd_dot_rows_q8_0(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                      const float *x, size_t inputs, float *out, size_t out_stride);
+void pd_dot_rows_q8_0_using(unsigned allowed, const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                            size_t columns, const float *x, size_t inputs, float *out, size_t out_stride);
+// The same product with the input rows quantized too, as llama.cpp computes Q8_0 products: xq
+// (inputs, columns) int8 and xd (inputs, columns / 32) fp32 scales from pd_quantize_q8_0 (scales
+// widened); out = Σ_b d[r, b] · xd[i, b] · Σ_{c in b} q[r, c] · xq[i, c], block sums exact in int32.
+// AVX-512 VNNI (256-bit VPDPBUSD), else AVX2 (VPMADDUBSW), else plain C.
+void pd_dot_rows_q8_0_q8(const int8_t *q, const uint16_t *d, size_t first, size_t count, size_t columns,
+                         const int8_t *xq, const float *xd, size_t inputs, float *out, size_t out_stride);
+void pd_dot_rows_q8_0_q8_using(unsigned allowed, const int8_t *q, const uint16_t *d, size_t first, size_t count,
+                               size_t columns, const int8_t *xq, const float *xd, size_t inputs, float *out,
+                               size_t out_stride);
+
 #endif

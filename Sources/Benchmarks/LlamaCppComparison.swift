@@ -1,0 +1,67 @@
+import Foundation
+
+/// What tools/llamacpp/bench.sh measured: this engine (`pdrop generate`) and llama.cpp
+/// (`llama-bench`) on the same random TinyLlama-shape weights, bf16 and Q8_0, the same prompt
+/// length and threads, runs interleaved, the best of each kept (its results.json).
+public struct LlamaCppComparison: Codable, Equatable {
+    public struct Entry: Codable, Equatable {
+        /// "pdrop" or "llama.cpp".
+        public var engine: String
+        /// "bf16" or "q8_0".
+        public var format: String
+        /// Prompt tokens per second and decoded tokens per second.
+        public var prefill: Double
+        public var decode: Double
+    }
+
+    public var rounds: Int
+    public var threads: Int
+    public var promptTokens: Int
+    public var decodeTokens: Int
+    public var best: [Entry]
+
+    /// Reads results.json; a missing or malformed file is an error naming it and what is wrong.
+    public static func load(_ url: URL) throws -> LlamaCppComparison {
+        do {
+            return try JSONDecoder().decode(LlamaCppComparison.self, from: Data(contentsOf: url))
+        } catch let error as DecodingError {
+            throw ComparisonFileError(description: "\(url.path): not tools/llamacpp/bench.sh's results (\(describe(error)))")
+        } catch {
+            throw ComparisonFileError(description: "\(url.path): \(error.localizedDescription)")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case let .keyNotFound(key, _): "no \"\(key.stringValue)\""
+        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
+            (context.codingPath.map(\.stringValue).joined(separator: ".") + " " + context.debugDescription).trimmingCharacters(in: .whitespaces)
+        @unknown default: "\(error)"
+        }
+    }
+
+    /// The section docs/PERFORMANCE.md gets: both engines per format, and our ratio to llama.cpp.
+    public func markdown() -> String {
+        var lines = [
+            "## Side by side with llama.cpp", "",
+            "`tools/llamacpp/bench.sh` (llama.cpp built from the source the llama-cpp-python sdist vendors, `-DGGML_NATIVE=ON`): one random "
+                + "TinyLlama-1.1B-shape checkpoint as HF safetensors and as GGUF, Q8_0 by `llama-quantize` and by `pdrop quantize`; "
+                + "\(promptTokens) prompt tokens and \(decodeTokens) decoded, \(threads) threads, best of \(rounds) interleaved rounds. "
+                + "Ours: `pdrop generate --compute bf16 --reduction none`; llama.cpp: `llama-bench`.", "",
+            "| weights | llama.cpp prefill tok/s | ours | ratio | llama.cpp decode tok/s | ours | ratio |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for format in ["bf16", "q8_0"] {
+            guard let ours = best.first(where: { $0.engine == "pdrop" && $0.format == format }),
+                  let theirs = best.first(where: { $0.engine == "llama.cpp" && $0.format == format }) else { continue }
+            lines.append(String(format: "| %@ | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× |", format, theirs.prefill, ours.prefill,
+                                ours.prefill / theirs.prefill, theirs.decode, ours.decode, ours.decode / theirs.decode))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// A results file `pdrop bench --llamacpp` cannot use.
+public struct ComparisonFileError: Error, CustomStringConvertible {
+    public let description: String
+}
