@@ -2,7 +2,7 @@ import Foundation
 
 /// What tools/llamacpp/bench.sh measured: this engine (`pdrop generate`) and llama.cpp
 /// (`llama-bench`) on the same random TinyLlama-shape weights, bf16 and Q8_0, the same prompt
-/// length and threads, runs interleaved, the best of each kept (its results.json).
+/// length and threads, runs interleaved, the best of each kept and every run listed (its results.json).
 public struct LlamaCppComparison: Codable, Equatable {
     public struct Entry: Codable, Equatable {
         /// "pdrop" or "llama.cpp".
@@ -19,6 +19,8 @@ public struct LlamaCppComparison: Codable, Equatable {
     public var promptTokens: Int
     public var decodeTokens: Int
     public var best: [Entry]
+    /// Every run in the order made: per round and format, ours then llama.cpp's.
+    public var runs: [Entry]
 
     /// Reads results.json; a missing or malformed file is an error naming it and what is wrong.
     public static func load(_ url: URL) throws -> LlamaCppComparison {
@@ -40,22 +42,35 @@ public struct LlamaCppComparison: Codable, Equatable {
         }
     }
 
+    /// Our speed over llama.cpp's in each round (the k-th run of each engine), their median: on a
+    /// host whose memory bandwidth moves by a third within minutes, the median of paired rounds
+    /// says more than the ratio of two bests, which may come from different moments.
+    func medianRoundRatio(format: String, _ speed: (Entry) -> Double) -> Double? {
+        let ours = runs.filter { $0.engine == "pdrop" && $0.format == format }
+        let theirs = runs.filter { $0.engine == "llama.cpp" && $0.format == format }
+        let ratios = zip(ours, theirs).map { speed($0) / speed($1) }.sorted()
+        if ratios.isEmpty { return nil }
+        return ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
+    }
+
     /// The section docs/PERFORMANCE.md gets: both engines per format, and our ratio to llama.cpp.
     public func markdown() -> String {
         var lines = [
             "## Side by side with llama.cpp", "",
             "`tools/llamacpp/bench.sh` (llama.cpp built from the source the llama-cpp-python sdist vendors, `-DGGML_NATIVE=ON`): one random "
                 + "TinyLlama-1.1B-shape checkpoint as HF safetensors and as GGUF, Q8_0 by `llama-quantize` and by `pdrop quantize`; "
-                + "\(promptTokens) prompt tokens and \(decodeTokens) decoded, \(threads) threads, best of \(rounds) interleaved rounds. "
+                + "\(promptTokens) prompt tokens, then \(decodeTokens) decoded after them (llama.cpp: `-d \(promptTokens)`), \(threads) threads, best of \(rounds) interleaved rounds. "
                 + "Ours: `pdrop generate --compute bf16 --reduction none`; llama.cpp: `llama-bench`.", "",
-            "| weights | llama.cpp prefill tok/s | ours | ratio | llama.cpp decode tok/s | ours | ratio |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| weights | llama.cpp prefill tok/s | ours | ratio | median ratio of rounds | llama.cpp decode tok/s | ours | ratio | median ratio of rounds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for format in ["bf16", "q8_0"] {
             guard let ours = best.first(where: { $0.engine == "pdrop" && $0.format == format }),
                   let theirs = best.first(where: { $0.engine == "llama.cpp" && $0.format == format }) else { continue }
-            lines.append(String(format: "| %@ | %.1f | %.1f | %.2f× | %.2f | %.2f | %.2f× |", format, theirs.prefill, ours.prefill,
-                                ours.prefill / theirs.prefill, theirs.decode, ours.decode, ours.decode / theirs.decode))
+            let median = { (ratio: Double?) in ratio.map { String(format: "%.2f×", $0) } ?? "—" }
+            lines.append(String(format: "| %@ | %.1f | %.1f | %.2f× | %@ | %.2f | %.2f | %.2f× | %@ |", format, theirs.prefill, ours.prefill,
+                                ours.prefill / theirs.prefill, median(medianRoundRatio(format: format, \.prefill)), theirs.decode, ours.decode,
+                                ours.decode / theirs.decode, median(medianRoundRatio(format: format, \.decode))))
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -181,7 +181,7 @@ public final class WeightMatrix: @unchecked Sendable {
 
     /// Few input rows: each thread takes a range of weight rows, widens them in registers (half
     /// types) and dots them with every input row while the weight row is in L1. bf16 goes through
-    /// `pd_dot_rows_bf16` (four rows at a time, AVX-512 or AVX2 chosen at run time).
+    /// `pd_dot_rows_bf16` (one row at a time as one sequential stream, AVX-512 or AVX2 chosen at run time).
     private func multiplyDirect(_ output: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>, inputRows: Int) {
         let columns = self.columns, rows = self.rows, base = self.base
         let width = storageType.byteWidth, type = storageType

@@ -92,7 +92,7 @@ struct BFloat16ProductsTests {
         if path == "avx512" && !CPUFeatures.current.contains(.avx512f) { return }
         if path == "avx2" && !CPUFeatures.current.isSuperset(of: [.avx2, .fma]) { return }
         var generator = SplitMix64(seed: 3)
-        for (rows, columns, inputs) in [(1, 1, 1), (7, 33, 2), (9, 100, 3), (13, 2050, 1)] {
+        for (rows, columns, inputs) in [(1, 1, 1), (7, 33, 2), (3, 43, 2), (9, 100, 3), (5, 323, 2), (13, 2050, 1)] {
             let weights = (0..<(rows * columns)).map { _ in HalfPrecision.bfloat16FromFloat(Float.random(in: -1...1, using: &generator)) }
             let input = (0..<(inputs * columns)).map { _ in Float.random(in: -1...1, using: &generator) }
             var output = [Float](repeating: .nan, count: inputs * rows)

@@ -140,6 +140,31 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// Thousands of short loops back to back (as decode runs them), loops inside loops, and loops
+    /// from several threads at once: every index of every loop exactly once.
+    @Test func parallelForUnderNestingAndConcurrency() {
+        let count = 96
+        let visits = UnsafeMutablePointer<Int>.allocate(capacity: 4 * count * count)  // (caller, outer, inner)
+        visits.initialize(repeating: 0, count: 4 * count * count)
+        defer { visits.deallocate() }
+        for _ in 0..<2_000 {
+            ThreadPool.parallelFor(count, chunksPerThread: 8) { range in for i in range { visits[i] += 1 } }
+        }
+        #expect((0..<count).allSatisfy { visits[$0] == 2_000 })
+        visits.update(repeating: 0, count: 4 * count * count)
+        DispatchQueue.concurrentPerform(iterations: 4) { caller in
+            let mine = visits + caller * count * count
+            for _ in 0..<20 {
+                ThreadPool.parallelFor(count, chunksPerThread: 4) { outer in
+                    for o in outer {
+                        ThreadPool.parallelFor(count, chunksPerThread: 2) { inner in for i in inner { mine[o * count + i] += 1 } }
+                    }
+                }
+            }
+        }
+        #expect((0..<(4 * count * count)).allSatisfy { visits[$0] == 20 })
+    }
+
     @Test func argmaxTakesTheFirstOfTies() {
         let values: [Float] = [1, 5, 2, 5, -1]
         #expect(values.withUnsafeBufferPointer { argmax($0.baseAddress!, count: 5) } == 1)

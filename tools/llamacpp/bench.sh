@@ -3,7 +3,7 @@
 # source that the llama-cpp-python sdist on PyPI vendors (cmake from PyPI, -DGGML_NATIVE=ON), writes
 # one random TinyLlama-1.1B-shape checkpoint as HF safetensors and as GGUF (make_random_llama.py),
 # quantizes it to Q8_0 with llama.cpp's llama-quantize and with `pdrop quantize`, then times a
-# 616-token prompt (LLaVA-1.5's 576 image tokens + 40) and 64 decoded tokens, interleaving the two
+# 616-token prompt (LLaVA-1.5's 576 image tokens + 40) and 64 tokens decoded after it, interleaving the two
 # engines, best of ROUNDS. Writes .build/llamacpp/results.json and prints the table with ratios.
 # Usage: tools/llamacpp/bench.sh [ROUNDS]   (about 10 minutes of building the first time, 6 GB of disk)
 set -euo pipefail
@@ -40,11 +40,11 @@ for round in $(seq "$rounds"); do
 import json, sys
 o = json.load(sys.stdin)
 print(json.dumps({'engine': 'pdrop', 'format': '$format', 'prefill': $prompt / o['prefillSeconds'], 'decode': o['decodeTokensPerSecond']}))" >> "$results"
-        "$src/build/bin/llama-bench" -m "$model/model-$format.gguf" -p $prompt -n $generated -t $threads -r 1 -o json 2>/dev/null | python3 -c "
-import json, sys
-runs = json.load(sys.stdin)
-get = lambda kind: next(r['avg_ts'] for r in runs if (r['n_prompt'] > 0) == (kind == 'prefill'))
-print(json.dumps({'engine': 'llama.cpp', 'format': '$format', 'prefill': get('prefill'), 'decode': get('decode')}))" >> "$results"
+        # Prefill from an empty context; decode after the prompt (--n-depth fills the context
+        # first, untimed), as ours decodes after its prompt.
+        speed() { "$src/build/bin/llama-bench" -m "$model/model-$format.gguf" -t $threads -r 1 -o json "$@" 2>/dev/null |
+            python3 -c "import json, sys; print(json.load(sys.stdin)[0]['avg_ts'])"; }
+        echo "{\"engine\": \"llama.cpp\", \"format\": \"$format\", \"prefill\": $(speed -p $prompt -n 0), \"decode\": $(speed -p 0 -n $generated -d $prompt)}" >> "$results"
         echo "round $round $format: $(tail -2 "$results" | tr '\n' ' ')" >&2
     done
 done
@@ -62,8 +62,11 @@ json.dump(table, open(sys.argv[2], "w"), indent=1)
 print("| format | engine | prefill tok/s | decode tok/s |\n| --- | --- | ---: | ---: |")
 for (e, f), v in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0] != "llama.cpp")):
     print(f"| {f} | {e} | {v['prefill']:.1f} | {v['decode']:.2f} |")
+median = lambda values: sorted(values)[len(values) // 2] if len(values) % 2 else sum(sorted(values)[len(values) // 2 - 1:][:2]) / 2
 for f in ("bf16", "q8_0"):
     ours, theirs = best.get(("pdrop", f)), best.get(("llama.cpp", f))
+    pairs = list(zip([r for r in runs if r["engine"] == "pdrop" and r["format"] == f], [r for r in runs if r["engine"] == "llama.cpp" and r["format"] == f]))
     if ours and theirs:
-        print(f"{f}: prefill {ours['prefill'] / theirs['prefill']:.2f}×, decode {ours['decode'] / theirs['decode']:.2f}× llama.cpp")
+        print(f"{f}: prefill {ours['prefill'] / theirs['prefill']:.2f}× (median of rounds {median([a['prefill'] / b['prefill'] for a, b in pairs]):.2f}×), "
+              f"decode {ours['decode'] / theirs['decode']:.2f}× (median of rounds {median([a['decode'] / b['decode'] for a, b in pairs]):.2f}×) llama.cpp")
 PY
