@@ -42,8 +42,9 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// Inputs rounded to bf16, bf16 × bf16 products summed in fp32 (`BFloat16Products`, AVX512-BF16),
     /// as llama.cpp and oneDNN compute; about twice the rate. fp32 where the CPU lacks the instructions.
     /// Decode products with bf16 weights stay exact (rounding the input too measured no faster:
-    /// decode is bound by reading the weights). With Q8_0 weights: prefill as bf16 (weights widened to bf16), decode with the input rows
-    /// quantized to Q8_0 and int8 products (as llama.cpp), on any CPU with AVX2.
+    /// decode is bound by reading the weights). With Q8_0 weights: prefill as bf16 (weights widened
+    /// to bf16), decode with the input rows quantized to Q8_0 and int8 products (as llama.cpp), on
+    /// any CPU with AVX2.
     case bfloat16 = "bf16"
 }
 
