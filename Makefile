@@ -92,16 +92,19 @@ qwen2-tokenizer:
 	$(PYTHON) tools/qwen2/make_tokenizer.py --output .build/qwen2-tokenizer
 	$(SWIFT) test --disable-xctest --filter ByteLevelTokenizerTests
 
-# docs/PERFORMANCE.md: this machine's peaks, then none / FastV / PDrop on random-weight 7B presets
-# and on a 1B-class LLaVA also timed in PyTorch (same weights, inputs and threads), and llama.cpp
-# side by side on a TinyLlama-shape checkpoint (tools/llamacpp/bench.sh: it builds llama.cpp the
-# first time, about 10 minutes). About 35 minutes.
+# docs/PERFORMANCE.md: this machine's peaks; a 1B-class LLaVA timed in PyTorch and here on the same
+# weights, inputs and threads, in fp32 and in bf16 (tools/bench_pytorch.py); none / FastV / PDrop on
+# random-weight 7B presets in bf16 products; llama.cpp side by side on a TinyLlama-shape checkpoint
+# (tools/llamacpp/bench.sh: it builds llama.cpp the first time, about 10 minutes). About 40 minutes.
 bench: build
 	@[ -x $(PYTHON) ] || tools/reference/setup-venv.sh
 	$(PYTHON) tools/bench_pytorch.py --out .build/bench-1b --threads $$(nproc)
+	$(PYTHON) tools/bench_pytorch.py --out .build/bench-1b-bf16 --dtype bf16 --threads $$(nproc)
 	tools/llamacpp/bench.sh 3
-	$(PDROP) bench --model .build/bench-1b --pytorch .build/bench-1b/pytorch.json \
-		--preset llava-1.5-7b --preset llava-next-7b --llamacpp .build/llamacpp/results.json \
+	cp .build/llamacpp/results.json docs/llamacpp.json
+	$(PDROP) bench --compute bf16 --model .build/bench-1b --pytorch .build/bench-1b/pytorch.json \
+		--model .build/bench-1b-bf16 --pytorch .build/bench-1b-bf16/pytorch.json \
+		--preset llava-1.5-7b --preset llava-next-7b --llamacpp docs/llamacpp.json \
 		--markdown-output docs/PERFORMANCE.md --json-output docs/performance.json
 
 # docs/TRAINING-PERFORMANCE.md: training step time none vs PyramidDrop at LLaVA-NeXT's image/text ratio.

@@ -180,6 +180,8 @@ public struct PresetBenchmark: Codable, Equatable {
 /// What tools/bench_pytorch.py measured (its pytorch.json).
 public struct PyTorchTimings: Codable, Equatable {
     public var torch: String
+    /// Weights and compute: "fp32" or "bf16"; nil in JSON from before it was recorded (fp32).
+    public var dtype: String?
     public var threads: Int
     public var visionSeconds: Double
     public var prefillSecondsNone: Double
@@ -450,7 +452,8 @@ public enum Benchmark {
             lines.append("")
             if let comparison = benchmark.pytorch {
                 let t = comparison.timings
-                lines.append(String(format: "Same weights, inputs and thread count (%d) in PyTorch %@ (tools/bench_pytorch.py; %@):", t.threads, t.torch, t.note))
+                lines.append(String(format: "Same weights, inputs and thread count (%d) in PyTorch %@, %@ (tools/bench_pytorch.py; %@):",
+                                    t.threads, t.torch, t.dtype ?? "fp32", t.note))
                 lines.append("")
                 lines.append("| work | PyTorch s | ours s | PyTorch / ours |")
                 lines.append("| --- | ---: | ---: | ---: |")

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// What tools/llamacpp/bench.sh measured: this engine (`pdrop generate`) and llama.cpp
 /// (`llama-bench`) on the same random TinyLlama-shape weights, bf16 and Q8_0, the same prompt
@@ -53,8 +54,9 @@ public struct LlamaCppComparison: Codable, Equatable {
         return ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
     }
 
-    /// The section docs/PERFORMANCE.md gets: both engines per format, and our ratio to llama.cpp.
-    public func markdown() -> String {
+    /// The section docs/PERFORMANCE.md gets: both engines per format, our ratio to llama.cpp, and,
+    /// when `benchmarks` holds one, the PyramidDrop prefill set against llama.cpp's (`answerPrefillLines`).
+    public func markdown(_ benchmarks: [PresetBenchmark] = []) -> String {
         var lines = [
             "## Side by side with llama.cpp", "",
             "`tools/llamacpp/bench.sh` (llama.cpp built from the source the llama-cpp-python sdist vendors, `-DGGML_NATIVE=ON`): one random "
@@ -72,7 +74,33 @@ public struct LlamaCppComparison: Codable, Equatable {
                                 ours.prefill / theirs.prefill, median(medianRoundRatio(format: format, \.prefill)), theirs.decode, ours.decode,
                                 ours.decode / theirs.decode, median(medianRoundRatio(format: format, \.decode))))
         }
+        lines += answerPrefillLines(benchmarks)
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A LLaVA answer's prefill with PyramidDrop against llama.cpp's prefill of the same prompt
+    /// length without reduction: taken from the benchmark of tools/bench_pytorch.py's bf16 checkpoint
+    /// (its language model has the TinyLlama shape of tools/llamacpp/make_random_llama.py) computed
+    /// in bf16, when its prompt is as long as this comparison's; no lines otherwise.
+    func answerPrefillLines(_ benchmarks: [PresetBenchmark]) -> [String] {
+        guard let theirs = best.first(where: { $0.engine == "llama.cpp" && $0.format == "bf16" }),
+              let ours = benchmarks.first(where: {
+                  $0.pytorch != nil && $0.compute == ProductPrecision.bfloat16.rawValue && $0.weights == WeightStorageType.bfloat16.rawValue
+                      && $0.imageTokens + $0.textTokens == promptTokens && $0.results.count == 3
+              }) else { return [] }
+        let llamaSeconds = Double(promptTokens) / theirs.prefill
+        var lines = [
+            "", "A LLaVA answer's prefill against llama.cpp's: \(ours.preset)'s language model has this checkpoint's shape, its prompt "
+                + "the same \(promptTokens) tokens (\(ours.imageTokens) of them image tokens), bf16 weights and products on both sides "
+                + "(the vision tower, \(String(format: "%.2f", ours.visionSeconds)) s, is apart). Target for LLaVA-1.5-7B: PyramidDrop ≥ 2× llama.cpp's prefill.", "",
+            "| prefill of \(promptTokens) tokens | seconds | llama.cpp's seconds / these |",
+            "| --- | ---: | ---: |",
+            String(format: "| llama.cpp, no reduction (best run above) | %.2f | 1.00× |", llamaSeconds),
+        ]
+        for (label, result) in [("ours, no reduction", ours.results[0]), ("ours, PyramidDrop (\(ours.results[2].reduction))", ours.results[2])] {
+            lines.append(String(format: "| %@ | %.2f | %.2f× |", label, result.prefillSeconds, llamaSeconds / result.prefillSeconds))
+        }
+        return lines
     }
 }
 

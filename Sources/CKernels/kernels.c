@@ -303,9 +303,20 @@ void pd_convert_to_bf16(const float *source, uint16_t *destination, size_t count
 enum { TILE_ROWS = 8, PANEL_VECTORS = 3, PANEL_COLUMNS = 16 * PANEL_VECTORS };
 
 // packed(pairs, 48, 2) = w rows [first, first + columns) as column pairs, zero past the panel's
-// columns and past k (an odd k's last pair).
+// columns and past k (an odd k's last pair). A whole panel of even k (every panel but a matrix's
+// last, for the models here) is read one weight row at a time, front to back, each pair moved as
+// one 32-bit word: the first read of the weights comes from memory, and the prefetcher follows one
+// stream (48 rows read side by side measured 10% of a bf16 prefill, stalled on those loads).
 static void pack_panel(const uint16_t *w, size_t k, size_t first, size_t columns, uint16_t *packed) {
     const size_t pairs = (k + 1) / 2;
+    if (columns == PANEL_COLUMNS && k % 2 == 0) {
+        uint32_t *out = (uint32_t *)packed;  // (pairs, 48) pairs
+        for (size_t j = 0; j < PANEL_COLUMNS; j++) {
+            const uint16_t *row = w + (first + j) * k;
+            for (size_t p = 0; p < pairs; p++) memcpy(out + p * PANEL_COLUMNS + j, row + 2 * p, 4);
+        }
+        return;
+    }
     for (size_t p = 0; p < pairs; p++) {
         uint16_t *out = packed + p * 2 * PANEL_COLUMNS;
         for (size_t j = 0; j < PANEL_COLUMNS; j++) {

@@ -42,3 +42,33 @@ public enum BLASCoreType {
         return better(than: chosen, cpuFlags: cpuFlags())
     }
 }
+
+/// The environment OpenBLAS should be loaded with. It reads its variables once, when it is loaded
+/// (before `main`), so `pdrop` starts itself again, once, when one of these is missing; a value
+/// the user set stands.
+public enum OpenBLASEnvironment {
+    /// OpenBLAS's idle worker threads spin, calling sched_yield, for 2^28 cycles (about 0.1 s)
+    /// after each product before they sleep: through the bf16 products and decode steps that
+    /// follow an attention's fp32 products they took a core from our own threads (7% of a bf16
+    /// prefill's samples in sched_yield; prefill 120–135 → 141–149 tokens/s with the shorter wait,
+    /// measured on the TinyLlama shape here). 2^20 cycles (under a millisecond) still covers the
+    /// gap between one attention's back-to-back products.
+    public static let threadTimeout = "20"
+
+    /// The idle threads' wait OpenBLAS runs with, as it read it at load ("2^20 cycles"; its default
+    /// of 2^28 when the variable was unset).
+    public static var currentThreadTimeout: String {
+        let exponent = openblas_thread_timeout()
+        return exponent > 0 ? "2^\(min(max(exponent, 4), 30)) cycles" : "2^28 cycles (OpenBLAS's default)"
+    }
+
+    /// The variables to set and their values: `OPENBLAS_THREAD_TIMEOUT` and, where OpenBLAS chose
+    /// a generic family, `OPENBLAS_CORETYPE` (`BLASCoreType.coreTypeToRequest`); empty when every
+    /// one is set already.
+    public static func toRequest(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var settings: [String: String] = [:]
+        if environment["OPENBLAS_THREAD_TIMEOUT"] == nil { settings["OPENBLAS_THREAD_TIMEOUT"] = threadTimeout }
+        if let coreType = BLASCoreType.coreTypeToRequest(environment: environment) { settings["OPENBLAS_CORETYPE"] = coreType }
+        return settings
+    }
+}

@@ -14,11 +14,11 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Preset to run (repeatable): \(ModelPreset.all.map(\.name).joined(separator: ", ")).")
     var preset: [String] = []
 
-    @Option(help: "A checkpoint written by tools/bench_pytorch.py to benchmark instead of presets.")
-    var model: String?
+    @Option(help: "A checkpoint written by tools/bench_pytorch.py to benchmark (repeatable, e.g. its fp32 and its bf16 copy).")
+    var model: [String] = []
 
-    @Option(help: "With --model: the pytorch.json of tools/bench_pytorch.py to compare with.")
-    var pytorch: String?
+    @Option(help: "The pytorch.json of tools/bench_pytorch.py to compare with, one per --model, in the same order.")
+    var pytorch: [String] = []
 
     @Option(help: "Text tokens around the image block (default 40; 256 with --train).")
     var textTokens: Int?
@@ -59,8 +59,11 @@ struct BenchCommand: ParsableCommand {
     var markdownOutput: String?
 
     func validate() throws {
-        if preset.isEmpty && model == nil && render == nil && !machine {
+        if preset.isEmpty && model.isEmpty && render == nil && !machine {
             throw ValidationError("give --preset (e.g. small, llava-1.5-7b), --model, --machine or --render")
+        }
+        if !pytorch.isEmpty && pytorch.count != model.count {
+            throw ValidationError("give one --pytorch per --model (got \(pytorch.count) for \(model.count)), or none")
         }
         if (textTokens ?? 1) < 1 || decodeTokens < 1 || repeats < 1 || steps < 1 {
             throw ValidationError("--text-tokens, --decode-tokens and --repeats must be at least 1")
@@ -79,7 +82,7 @@ struct BenchCommand: ParsableCommand {
             if let render {
                 let benchmarks = try JSONDecoder().decode([PresetBenchmark].self, from: Data(contentsOf: URL(fileURLWithPath: render)))
                 let markdown = Benchmark.markdown(benchmarks, source: "`make bench` (figures measured into `\(render)`, rendered by `pdrop bench --render`)")
-                    + (comparison.map { "\n" + $0.markdown() } ?? "")
+                    + (comparison.map { "\n" + $0.markdown(benchmarks) } ?? "")
                 if let markdownOutput { try markdown.write(toFile: markdownOutput, atomically: true, encoding: .utf8) }
                 print(markdown)
                 return
@@ -95,9 +98,9 @@ struct BenchCommand: ParsableCommand {
                 return
             }
             var benchmarks: [PresetBenchmark] = []
-            if let model {
+            for (index, model) in model.enumerated() {
                 benchmarks.append(try Benchmark.run(
-                    checkpoint: URL(fileURLWithPath: model), pytorchReport: pytorch.map { URL(fileURLWithPath: $0) },
+                    checkpoint: URL(fileURLWithPath: model), pytorchReport: pytorch.isEmpty ? nil : URL(fileURLWithPath: pytorch[index]),
                     decodeTokens: decodeTokens, repeats: repeats, progress: log))
             }
             for name in preset {
@@ -106,7 +109,7 @@ struct BenchCommand: ParsableCommand {
                     preset: preset, textTokens: textTokens ?? 40, decodeTokens: decodeTokens, repeats: repeats,
                     weights: weights == "q8_0" ? .q8_0 : .bfloat16, progress: log))
             }
-            try report(benchmarks) { Benchmark.markdown(benchmarks, source: $0) + (comparison.map { "\n" + $0.markdown() } ?? "") }
+            try report(benchmarks) { Benchmark.markdown(benchmarks, source: $0) + (comparison.map { "\n" + $0.markdown(benchmarks) } ?? "") }
         }
     }
 
@@ -126,7 +129,7 @@ struct BenchCommand: ParsableCommand {
 
     /// `--train`: one report over the presets, as Markdown (and JSON when asked).
     func runTraining(log: @escaping (String) -> Void) throws {
-        if model != nil || render != nil { throw ValidationError("--train runs on --preset only") }
+        if !model.isEmpty || render != nil { throw ValidationError("--train runs on --preset only") }
         var benchmarks: [TrainingBenchmark] = []
         for name in preset {
             guard let preset = ModelPreset.named(name) else { continue }

@@ -13,7 +13,7 @@ struct PDrop: ParsableCommand {
     /// ParsableCommand's main, plus a hint when the arguments failed to parse and an option is
     /// followed by a negative number: argument-parser reads "-2,4,6" as a flag, not as the value.
     static func main() {
-        startAgainWithFasterMatrixKernels()
+        startAgainWithOpenBLASSettings()
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
             var command = try parseAsRoot(arguments)
@@ -28,18 +28,20 @@ struct PDrop: ParsableCommand {
     }
 }
 
-/// OpenBLAS reads `OPENBLAS_CORETYPE` once, when it is loaded (before `main`): when it chose its
-/// generic SSE3 kernels on a CPU with AVX2 or AVX-512 (`BLASCoreType`), the process starts itself
-/// again with the variable set, once (the variable is then set, so the new process goes on).
-func startAgainWithFasterMatrixKernels() {
-    guard let coreType = BLASCoreType.coreTypeToRequest() else { return }
-    setenv("OPENBLAS_CORETYPE", coreType, 1)
+/// OpenBLAS reads its environment once, when it is loaded (before `main`): when a setting of
+/// `OpenBLASEnvironment` is missing (the idle threads' wait; the kernel family where it chose its
+/// generic SSE3 kernels on a CPU with AVX2 or AVX-512, `BLASCoreType`), the process starts itself
+/// again with them set, once (they are then set, so the new process goes on).
+func startAgainWithOpenBLASSettings() {
+    let settings = OpenBLASEnvironment.toRequest()
+    if settings.isEmpty { return }
+    for (name, value) in settings { setenv(name, value, 1) }
     // The executable's own path (not /proc/self/exe), so the process keeps its name for ps and pkill.
     guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return }
     let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
     execv(executable, arguments)
-    // Only reached when exec failed: carry on with OpenBLAS's own kernels.
-    unsetenv("OPENBLAS_CORETYPE")
+    // Only reached when exec failed: carry on with OpenBLAS's own settings.
+    for name in settings.keys { unsetenv(name) }
 }
 
 /// "Hint: negative values need '=': --layers=-2,4,6" for the first option (`--name`, no `=`)

@@ -113,7 +113,7 @@ struct TrainCommand: ParsableCommand {
                 }
             }
             let outputDirectory = try TrainingCheckpoint.outputDirectory(output, input: source, resumingInPlaceAllowed: resume != nil)
-            log("loading \(source.path) (fp32); OpenBLAS kernels: \(BLASCoreType.current)")
+            log("loading \(source.path) (fp32); OpenBLAS idle threads wait \(OpenBLASEnvironment.currentThreadTimeout); OpenBLAS kernels: \(BLASCoreType.current)")
             let pipeline = try withFlagNames {
                 try InferenceSession(directory: source, imageOptions: ImageProcessingOptions(maxTiles: maxTiles), copiesToFloat32: true)
             }

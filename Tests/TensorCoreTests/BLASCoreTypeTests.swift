@@ -22,12 +22,17 @@ import Testing
 
     @Test func theUsersSettingWins() {
         #expect(BLASCoreType.coreTypeToRequest(environment: ["OPENBLAS_CORETYPE": "Haswell"]) == nil)
+        let both = ["OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_THREAD_TIMEOUT": "28"]
+        #expect(OpenBLASEnvironment.toRequest(environment: both) == [:])
+        #expect(OpenBLASEnvironment.toRequest(environment: ["OPENBLAS_CORETYPE": "Haswell"]) == ["OPENBLAS_THREAD_TIMEOUT": "20"])
     }
 
-    /// `pdrop` runs with a family that suits this machine (it starts itself again when OpenBLAS chose a generic one).
+    /// `pdrop` runs with a family that suits this machine (it starts itself again when OpenBLAS chose
+    /// a generic one) and with idle OpenBLAS threads that soon sleep.
     @Test func pdropRunsWithKernelsThatSuitThisCPU() throws {
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_CORETYPE"] = nil
+        environment["OPENBLAS_THREAD_TIMEOUT"] = nil
         let errors = Pipe()
         let process = try ChildProcess(
             Bundle.main.bundleURL.appendingPathComponent("pdrop"),
@@ -38,6 +43,7 @@ import Testing
         let line = text.split(separator: "\n").first { $0.contains("OpenBLAS kernels: ") }
         let family = line.map { String($0.split(separator: " ").last!) }
         #expect(family != nil, "no kernel line in: \(text)")
+        #expect(line?.contains("OpenBLAS idle threads wait 2^\(OpenBLASEnvironment.threadTimeout) cycles;") == true, "\(text)")
         if let family { #expect(BLASCoreType.better(than: family, cpuFlags: BLASCoreType.cpuFlags()) == nil, "pdrop ran on \(family)") }
     }
 }
