@@ -645,3 +645,188 @@ void pd_dot_rows_q8_0_q8_using(unsigned allowed, const int8_t *q, const uint16_t
     else
         dot_rows_q8_0_q8_scalar(q, d, first, count, columns, xq, xd, inputs, out, out_stride);
 }
+
+// ---- Attention for many query rows, FlashAttention's online softmax on the CPU. A tile of up to
+// 64 query rows of one head goes over the keys it sees in blocks of 64: the block's keys are
+// transposed once, kᵀ (hd, 64); scores S = scale · q kᵀ come from register tiles of 4 rows × 64
+// keys (16 accumulators; each step one broadcast of q per row and four loads of kᵀ); each row keeps
+// its running maximum m and sum l, and its output O (rows, hd), rescaled by e^(m_old − m_new)
+// when m grows; then O += P v in register tiles of 16 vectors (2 rows × 128 or 4 rows × 64). At
+// the end out = O / l. Everything a tile touches (kᵀ, S, O, the block's v) stays in L1/L2, and
+// blocks past every row's last visible key are never computed (the causal upper triangle).
+
+#define ATTENTION_MAX_HD 128
+
+size_t pd_attention_scratch_floats(size_t hd) {
+    // kᵀ (hd, 64), S (64, 64), O (64, hd), m and l (64 each).
+    return hd * PD_ATTENTION_KEYS + PD_ATTENTION_ROWS * PD_ATTENTION_KEYS + PD_ATTENTION_ROWS * hd + 2 * PD_ATTENTION_ROWS;
+}
+
+// e^x for 16 lanes: Cephes' expf as exp8 in Kernels.swift (x = n ln 2 + r, a degree-7 polynomial,
+// 2^n in the exponent bits), inputs clamped to [-87, 88].
+AVX512_TARGET static inline __m512 exp16_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    const __m512 magic = _mm512_set1_ps(12582912.0f);  // 1.5 · 2²³
+    const __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+    const __m512 n = _mm512_sub_ps(shifted, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_castps_si512(shifted);
+    const __m512i two_n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(bits, _mm512_set1_epi32(0x4B400000)),
+                                                             _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(two_n));
+}
+
+// Lanes [16c, 16c + 16) of a 64-key block below `valid` keys.
+static inline __mmask16 lanes_below(long valid, int c) {
+    const long first = 16L * c;
+    if (valid >= first + 16) return 0xFFFF;
+    if (valid <= first) return 0;
+    return (__mmask16)((1u << (valid - first)) - 1);
+}
+
+// hd_vectors = hd / 16, a constant where this is inlined (4 or 8), so the tiles live in registers.
+AVX512_TARGET __attribute__((always_inline)) static inline void attention_tile_avx512(
+    const float *q, size_t q_stride, size_t rows, const float *k, const float *v, size_t kv_stride,
+    const int hd_vectors, const int32_t *visible, float scale, float *out, size_t out_stride, float *scratch) {
+    enum { KEYS = PD_ATTENTION_KEYS, ROWS = PD_ATTENTION_ROWS };
+    const size_t hd = (size_t)hd_vectors * 16;
+    const int group = 16 / hd_vectors;                  // rows per O += P v register tile
+    const size_t padded = (rows + 3) / 4 * 4;           // rows in whole tiles of 4 (and of `group`)
+    float *kt = scratch;                                // (hd, 64) the block's keys, transposed
+    float *s = kt + hd * KEYS;                          // (64, 64) scores, then probabilities
+    float *o = s + ROWS * KEYS;                         // (64, hd) unnormalised output
+    float *m = o + ROWS * hd;                           // (64) running maxima
+    float *l = m + ROWS;                                // (64) running sums
+    long seen[ROWS];                                    // (64) keys each row sees; 0 for padding rows
+    long last_key = 0;
+    for (size_t i = 0; i < padded; i++) {
+        seen[i] = i < rows ? visible[i] : 0;
+        if (seen[i] > last_key) last_key = seen[i];
+        m[i] = -INFINITY;
+        l[i] = 0;
+    }
+    memset(o, 0, padded * hd * sizeof(float));
+    for (long kb = 0; kb < last_key; kb += KEYS) {
+        const long n = last_key - kb < KEYS ? last_key - kb : KEYS;
+        for (long j = 0; j < KEYS; j++) {
+            const float *key = k + (size_t)(kb + j) * kv_stride;
+            for (size_t d = 0; d < hd; d++) kt[d * KEYS + j] = j < n ? key[d] : 0.0f;
+        }
+        // S = scale · q kᵀ, masked; then each row's online softmax step.
+        for (size_t r0 = 0; r0 < padded; r0 += 4) {
+            long group_seen = 0;
+            for (int r = 0; r < 4; r++) group_seen = seen[r0 + r] > group_seen ? seen[r0 + r] : group_seen;
+            if (group_seen <= kb) {  // no row of the tile sees a key of this block
+                memset(s + r0 * KEYS, 0, 4 * KEYS * sizeof(float));
+                continue;
+            }
+            __m512 acc[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+            const float *q0 = q + (r0 < rows ? r0 : 0) * q_stride;
+            const size_t live = rows - r0 < 4 ? rows - r0 : 4;  // padding rows read row r0 again; masked below
+            for (size_t d = 0; d < hd; d++) {
+                const __m512 k0 = _mm512_loadu_ps(kt + d * KEYS), k1 = _mm512_loadu_ps(kt + d * KEYS + 16);
+                const __m512 k2 = _mm512_loadu_ps(kt + d * KEYS + 32), k3 = _mm512_loadu_ps(kt + d * KEYS + 48);
+                for (int r = 0; r < 4; r++) {
+                    const __m512 x = _mm512_set1_ps(q0[(r < (int)live ? r : 0) * q_stride + d]);
+                    acc[r][0] = _mm512_fmadd_ps(x, k0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(x, k1, acc[r][1]);
+                    acc[r][2] = _mm512_fmadd_ps(x, k2, acc[r][2]);
+                    acc[r][3] = _mm512_fmadd_ps(x, k3, acc[r][3]);
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                const size_t row = r0 + r;
+                const long valid = seen[row] - kb < n ? seen[row] - kb : n;
+                float *p = s + row * KEYS;
+                if (valid <= 0) {
+                    memset(p, 0, KEYS * sizeof(float));
+                    continue;
+                }
+                __m512 x[4];
+                __m512 block_max = _mm512_set1_ps(-INFINITY);
+                for (int c = 0; c < 4; c++) {
+                    x[c] = _mm512_mask_blend_ps(lanes_below(valid, c), _mm512_set1_ps(-INFINITY),
+                                                _mm512_mul_ps(acc[r][c], _mm512_set1_ps(scale)));
+                    block_max = _mm512_max_ps(block_max, x[c]);
+                }
+                const float new_max = fmaxf(m[row], _mm512_reduce_max_ps(block_max));
+                const float correction = expf(m[row] - new_max);  // 0 for the first block (m = -inf)
+                __m512 sums = _mm512_setzero_ps();
+                for (int c = 0; c < 4; c++) {
+                    const __m512 e = _mm512_maskz_mov_ps(lanes_below(valid, c),
+                                                         exp16_avx512(_mm512_sub_ps(x[c], _mm512_set1_ps(new_max))));
+                    _mm512_storeu_ps(p + 16 * c, e);
+                    sums = _mm512_add_ps(sums, e);
+                }
+                l[row] = l[row] * correction + _mm512_reduce_add_ps(sums);
+                m[row] = new_max;
+                if (correction != 1.0f) {
+                    float *o_row = o + row * hd;
+                    for (int c = 0; c < hd_vectors; c++)
+                        _mm512_storeu_ps(o_row + 16 * c, _mm512_mul_ps(_mm512_loadu_ps(o_row + 16 * c), _mm512_set1_ps(correction)));
+                }
+            }
+        }
+        // O += P v over the block's n keys, `group` rows × hd at a time.
+        for (size_t r0 = 0; r0 < padded; r0 += (size_t)group) {
+            long group_seen = 0;
+            for (int r = 0; r < group; r++) group_seen = seen[r0 + r] > group_seen ? seen[r0 + r] : group_seen;
+            if (group_seen <= kb) continue;
+            __m512 acc[16];
+            for (int r = 0; r < group; r++)
+                for (int c = 0; c < hd_vectors; c++) acc[r * hd_vectors + c] = _mm512_loadu_ps(o + (r0 + r) * hd + 16 * c);
+            for (long j = 0; j < n; j++) {
+                const float *value = v + (size_t)(kb + j) * kv_stride;
+                __m512 vv[ATTENTION_MAX_HD / 16];
+                for (int c = 0; c < hd_vectors; c++) vv[c] = _mm512_loadu_ps(value + 16 * c);
+                for (int r = 0; r < group; r++) {
+                    const __m512 weight = _mm512_set1_ps(s[(r0 + r) * KEYS + j]);
+                    for (int c = 0; c < hd_vectors; c++)
+                        acc[r * hd_vectors + c] = _mm512_fmadd_ps(weight, vv[c], acc[r * hd_vectors + c]);
+                }
+            }
+            for (int r = 0; r < group; r++)
+                for (int c = 0; c < hd_vectors; c++) _mm512_storeu_ps(o + (r0 + r) * hd + 16 * c, acc[r * hd_vectors + c]);
+        }
+    }
+    for (size_t i = 0; i < rows; i++) {
+        const __m512 inverse = _mm512_set1_ps(l[i] > 0 ? 1.0f / l[i] : 0.0f);
+        for (int c = 0; c < hd_vectors; c++)
+            _mm512_storeu_ps(out + i * out_stride + 16 * c, _mm512_mul_ps(_mm512_loadu_ps(o + i * hd + 16 * c), inverse));
+    }
+}
+
+AVX512_TARGET static void attention_tile_avx512_64(const float *q, size_t q_stride, size_t rows, const float *k,
+                                                   const float *v, size_t kv_stride, const int32_t *visible, float scale,
+                                                   float *out, size_t out_stride, float *scratch) {
+    attention_tile_avx512(q, q_stride, rows, k, v, kv_stride, 4, visible, scale, out, out_stride, scratch);
+}
+
+AVX512_TARGET static void attention_tile_avx512_128(const float *q, size_t q_stride, size_t rows, const float *k,
+                                                    const float *v, size_t kv_stride, const int32_t *visible, float scale,
+                                                    float *out, size_t out_stride, float *scratch) {
+    attention_tile_avx512(q, q_stride, rows, k, v, kv_stride, 8, visible, scale, out, out_stride, scratch);
+}
+
+int pd_attention_tile(const float *q, size_t q_stride, size_t rows, const float *k, const float *v, size_t kv_stride,
+                      size_t hd, const int32_t *visible, float scale, float *out, size_t out_stride, float *scratch) {
+    if (!(pd_cpu_features() & PD_CPU_AVX512F) || rows == 0 || rows > PD_ATTENTION_ROWS) return -1;
+    if (hd == 64) {
+        attention_tile_avx512_64(q, q_stride, rows, k, v, kv_stride, visible, scale, out, out_stride, scratch);
+    } else if (hd == 128) {
+        attention_tile_avx512_128(q, q_stride, rows, k, v, kv_stride, visible, scale, out, out_stride, scratch);
+    } else {
+        return -1;
+    }
+    return 0;
+}

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Scaled dot-product attention, one head at a time, every product through BLAS.
@@ -19,6 +20,62 @@ public func multiHeadAttention(
             heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
         return
     }
+    if tiledAttention(
+        output, queries: queries, keys: keys, values: values, queryCount: queryCount, heads: heads, keyValueHeads: keyValueHeads,
+        headDim: headDim, visibleKeys: visibleKeys)
+    {
+        return
+    }
+    blockedAttention(
+        output, queries: queries, keys: keys, values: values, queryCount: queryCount, keyCount: keyCount,
+        heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+}
+
+/// The attention of `multiHeadAttention` in tiles of 64 query rows of one head (`pd_attention_tile`:
+/// FlashAttention's online softmax, everything in cache, no BLAS), tiles in parallel on our threads.
+/// Returns false, writing nothing, where the kernel does not apply (no AVX-512, a head dimension
+/// other than 64 or 128).
+public func tiledAttention(
+    _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
+    keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    queryCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
+    visibleKeys: (Int) -> Int
+) -> Bool {
+    guard CPUFeatures.current.contains(.avx512f), headDim == 64 || headDim == 128 else { return false }
+    let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
+    let groupSize = heads / keyValueHeads
+    let scale = 1 / Float(headDim).squareRoot()
+    let tileRows = Int(PD_ATTENTION_ROWS)
+    let visible = (0..<queryCount).map { Int32(visibleKeys($0)) }  // (queries) keys each row sees
+    let tiles = (queryCount + tileRows - 1) / tileRows
+    let scratchFloats = pd_attention_scratch_floats(headDim)
+    visible.withUnsafeBufferPointer { visible in
+        // Tiles of one head side by side: they share the head's keys and values in cache.
+        ThreadPool.parallelFor(heads * tiles, minimumPerThread: 1, chunksPerThread: 4) { range in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchFloats)  // the kernel's kᵀ, S, O, m, l
+            defer { scratch.deallocate() }
+            for item in range {
+                let head = item / tiles, first = (item % tiles) * tileRows
+                let rows = min(tileRows, queryCount - first), keyValueHead = head / groupSize
+                let status = pd_attention_tile(
+                    queries + first * queryWidth + head * headDim, queryWidth, rows,
+                    keys + keyValueHead * headDim, values + keyValueHead * headDim, keyValueWidth, headDim,
+                    visible.baseAddress! + first, scale, output + first * queryWidth + head * headDim, queryWidth, scratch)
+                precondition(status == 0, "pd_attention_tile refused a tile it was checked for (\(status))")
+            }
+        }
+    }
+    return true
+}
+
+/// The attention of `multiHeadAttention` through BLAS: for each block of query rows and each head,
+/// scores by sgemm, the SIMD softmax, then sgemm with the values.
+public func blockedAttention(
+    _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
+    keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    queryCount: Int, keyCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
+    visibleKeys: (Int) -> Int
+) {
     let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
     let groupSize = heads / keyValueHeads
     let scale = 1 / Float(headDim).squareRoot()

@@ -172,24 +172,50 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
 }
 
 @Suite struct AttentionTests {
-    /// Attention against a double-precision definition, for the BLAS path (many queries) and the
-    /// few-query SIMD path (decode), with GQA and a causal offset.
-    @Test(arguments: [1, 3, 12])
-    func attentionMatchesTheDefinition(_ queryCount: Int) {
-        let heads = 4, keyValueHeads = 2, headDim = 24, past = 5
+    /// How the attention is computed: `multiHeadAttention`'s own choice, or one path forced.
+    enum Path: String, CaseIterable { case chosen, blocked, tiled }
+
+    /// Attention against a double-precision definition, for the BLAS path (many queries), the tiled
+    /// kernel (many queries, head dimension 64 or 128, AVX-512) and the few-query SIMD path
+    /// (decode), with GQA, a causal offset and all keys visible (the vision tower); tiles of 64 rows
+    /// and blocks of 64 keys whole and partial.
+    @Test(arguments: [(1, 24, true), (3, 24, true), (12, 24, true), (70, 64, true), (130, 128, true), (70, 64, false), (9, 128, false)])
+    func attentionMatchesTheDefinition(_ queryCount: Int, _ headDim: Int, _ causal: Bool) throws {
+        for path in Path.allCases {
+            let tiledApplies = CPUFeatures.current.contains(.avx512f) && (headDim == 64 || headDim == 128)
+            if path == .tiled && !tiledApplies { continue }
+            try check(queryCount: queryCount, headDim: headDim, causal: causal, path: path)
+        }
+    }
+
+    func check(queryCount: Int, headDim: Int, causal: Bool, path: Path) throws {
+        let heads = 4, keyValueHeads = 2, past = 5
         let keyCount = past + queryCount
         let queries = Tensor(shape: [queryCount, heads * headDim], values: randomValues(queryCount * heads * headDim, seed: 11))
         let keys = Tensor(shape: [keyCount, keyValueHeads * headDim], values: randomValues(keyCount * keyValueHeads * headDim, seed: 12).map { $0 * 3 })
         let values = Tensor(shape: [keyCount, keyValueHeads * headDim], values: randomValues(keyCount * keyValueHeads * headDim, seed: 13))
         let output = Tensor(shape: [queryCount, heads * headDim])
-        multiHeadAttention(
-            output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
-            keyCount: keyCount, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim) { past + $0 + 1 }
+        let visibleKeys: (Int) -> Int = { causal ? past + $0 + 1 : keyCount }
+        switch path {
+        case .chosen:
+            multiHeadAttention(
+                output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
+                keyCount: keyCount, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+        case .blocked:
+            blockedAttention(
+                output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
+                keyCount: keyCount, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+        case .tiled:
+            let ran = tiledAttention(
+                output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
+                heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+            try #require(ran, "the tiled kernel applies to head dimension \(headDim) on this CPU")
+        }
         var worst: Double = 0
         for row in 0..<queryCount {
             for head in 0..<heads {
                 let group = head / (heads / keyValueHeads)
-                let visible = past + row + 1
+                let visible = visibleKeys(row)
                 let scores = (0..<visible).map { key in
                     (0..<headDim).reduce(0.0) { $0 + Double(queries[row * heads * headDim + head * headDim + $1]) * Double(keys[key * keyValueHeads * headDim + group * headDim + $1]) } / Double(headDim).squareRoot()
                 }
@@ -202,6 +228,6 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
                 }
             }
         }
-        #expect(worst < 1e-5, "\(queryCount) queries: \(worst)")
+        #expect(worst < 1e-5, "\(path), \(queryCount) queries, head dimension \(headDim), causal \(causal): \(worst)")
     }
 }

@@ -78,4 +78,17 @@ void pd_dot_rows_q8_0_q8_using(unsigned allowed, const int8_t *q, const uint16_t
                                size_t columns, const int8_t *xq, const float *xd, size_t inputs, float *out,
                                size_t out_stride);
 
+// ---- Attention for many query rows (prefill, the vision tower), in tiles that stay in cache.
+// Query rows per tile and keys per block of pd_attention_tile.
+enum { PD_ATTENTION_ROWS = 64, PD_ATTENTION_KEYS = 64 };
+// Floats of scratch pd_attention_tile needs for a head dimension of hd.
+size_t pd_attention_scratch_floats(size_t hd);
+// One tile of `rows` (≤ 64) query rows of one head: out(rows, hd) = softmax(scale · q kᵀ) v where
+// row i sees keys 0..<visible[i] (at least one), q rows at q_stride, k and v rows at kv_stride, out
+// rows at out_stride; the online softmax over blocks of 64 keys (FlashAttention's), fp32
+// throughout, e^x as Cephes' expf. Needs AVX-512 and hd 64 or 128; returns -1, writing nothing,
+// otherwise (the caller then uses BLAS), 0 when done.
+int pd_attention_tile(const float *q, size_t q_stride, size_t rows, const float *k, const float *v, size_t kv_stride,
+                      size_t hd, const int32_t *visible, float scale, float *out, size_t out_stride, float *scratch);
+
 #endif
