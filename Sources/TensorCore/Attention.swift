@@ -106,8 +106,9 @@ public func blockedAttention(
 /// calls per token would cost more in OpenBLAS's thread hand-offs than in arithmetic.
 let decodeQueryLimit = 4
 
-/// The same attention for a few query rows: heads in parallel, dot products and the weighted
-/// sum of values in SIMD registers, no BLAS.
+/// The same attention for a few query rows: each item is one query row and one key/value head with
+/// the query heads that share it (GQA), so each key and value row is read once for all of them;
+/// dot products, softmax and the weighted sum of values in SIMD registers, no BLAS.
 func fewQueryAttention(
     _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
     keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
@@ -117,34 +118,45 @@ func fewQueryAttention(
     let queryWidth = heads * headDim, keyValueWidth = keyValueHeads * headDim
     let groupSize = heads / keyValueHeads
     let scale = 1 / Float(headDim).squareRoot()
-    ThreadPool.parallelFor(heads * queryCount, minimumPerThread: 1, chunksPerThread: 4) { range in
-        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: max(keyCount, 1))  // (keys,)
+    ThreadPool.parallelFor(keyValueHeads * queryCount, minimumPerThread: 1, chunksPerThread: 4) { range in
+        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: max(groupSize * keyCount, 1))  // (group heads, keys)
         defer { probabilities.deallocate() }
         for item in range {
-            let head = item % heads, row = item / heads
-            let query = queries + row * queryWidth + head * headDim
-            let keyBase = keys + (head / groupSize) * headDim, valueBase = values + (head / groupSize) * headDim
+            let keyValueHead = item % keyValueHeads, row = item / keyValueHeads
+            let firstHead = keyValueHead * groupSize
+            let query = queries + row * queryWidth + firstHead * headDim  // (group heads, headDim), contiguous
+            let keyBase = keys + keyValueHead * headDim, valueBase = values + keyValueHead * headDim
             let visible = visibleKeys(row)
-            var maximum = -Float.infinity
+            // A head's slice of the cache is a short run in every row (headDim of keyValueWidth floats):
+            // the rows are asked for eight ahead, or the loop waits on memory for each.
             for key in 0..<visible {
-                let score = dot(query, keyBase + key * keyValueWidth, count: headDim) * scale
-                probabilities[key] = score
-                maximum = max(maximum, score)
+                let keyRow = keyBase + key * keyValueWidth
+                prefetchRow(keyRow + prefetchDistance * keyValueWidth, count: headDim)
+                for head in 0..<groupSize {
+                    probabilities[head * visible + key] = dot(query + head * headDim, keyRow, count: headDim) * scale
+                }
             }
-            var sum: Float = 0
+            for head in 0..<groupSize { softmaxInPlace(probabilities + head * visible, count: visible) }
+            let out = output + row * queryWidth + firstHead * headDim  // (group heads, headDim), contiguous
+            out.initialize(repeating: 0, count: groupSize * headDim)
             for key in 0..<visible {
-                let e = expf(probabilities[key] - maximum)
-                probabilities[key] = e
-                sum += e
-            }
-            let out = output + row * queryWidth + head * headDim
-            out.initialize(repeating: 0, count: headDim)
-            let inverseSum = 1 / sum
-            for key in 0..<visible {
-                accumulate(out, valueBase + key * keyValueWidth, weight: probabilities[key] * inverseSum, count: headDim)
+                let valueRow = valueBase + key * keyValueWidth
+                prefetchRow(valueRow + prefetchDistance * keyValueWidth, count: headDim)
+                for head in 0..<groupSize {
+                    accumulate(out + head * headDim, valueRow, weight: probabilities[head * visible + key], count: headDim)
+                }
             }
         }
     }
+}
+
+/// Cache rows `fewQueryAttention` asks for ahead of the one it reads.
+let prefetchDistance = 8
+
+/// Asks for the cache lines of row(count) (a hint: past the end of the cache it does nothing).
+@inline(__always)
+func prefetchRow(_ row: UnsafePointer<Float>, count: Int) {
+    for offset in stride(from: 0, to: count, by: 16) { pd_prefetch(row + offset) }
 }
 
 /// Σ a(count) · b(count) in SIMD registers.

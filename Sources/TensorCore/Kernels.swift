@@ -73,29 +73,35 @@ public func softmaxRowsForward(
         for row in range {
             let x = values + row * columns
             let valid = validColumns(row)
-            var maximum = -Float.infinity
-            for i in 0..<valid { maximum = max(maximum, x[i]) }
-            var sums = SIMD8<Float>()
-            var index = 0
-            let shift = SIMD8<Float>(repeating: maximum)
-            while index + 8 <= valid {
-                let e = exp8(UnsafeRawPointer(x + index).loadUnaligned(as: SIMD8<Float>.self) - shift)
-                UnsafeMutableRawPointer(x + index).storeBytes(of: e, as: SIMD8<Float>.self)
-                sums += e
-                index += 8
-            }
-            var sum = sums.sum()
-            while index < valid {
-                let e = expf(x[index] - maximum)
-                x[index] = e
-                sum += e
-                index += 1
-            }
-            let inverseSum = 1 / sum
-            for i in 0..<valid { x[i] *= inverseSum }
+            softmaxInPlace(x, count: valid)
             for i in valid..<columns { x[i] = 0 }
         }
     }
+}
+
+/// x(count) = softmax(x), numerically stable, e^x eight lanes at a time (`exp8`).
+@inline(__always)
+public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    var maximum = -Float.infinity
+    for i in 0..<count { maximum = max(maximum, x[i]) }
+    var sums = SIMD8<Float>()
+    var index = 0
+    let shift = SIMD8<Float>(repeating: maximum)
+    while index + 8 <= count {
+        let e = exp8(UnsafeRawPointer(x + index).loadUnaligned(as: SIMD8<Float>.self) - shift)
+        UnsafeMutableRawPointer(x + index).storeBytes(of: e, as: SIMD8<Float>.self)
+        sums += e
+        index += 8
+    }
+    var sum = sums.sum()
+    while index < count {
+        let e = expf(x[index] - maximum)
+        x[index] = e
+        sum += e
+        index += 1
+    }
+    let inverseSum = 1 / sum
+    for i in 0..<count { x[i] *= inverseSum }
 }
 
 /// Index of the largest of values(count); the first one on ties, like torch.argmax.

@@ -78,6 +78,9 @@ void pd_dot_rows_q8_0_q8_using(unsigned allowed, const int8_t *q, const uint16_t
                                size_t columns, const int8_t *xq, const float *xd, size_t inputs, float *out,
                                size_t out_stride);
 
+// Asks for the cache line holding `address` (a hint; no fault when it is out of bounds).
+static inline void pd_prefetch(const void *address) { __builtin_prefetch(address); }
+
 // ---- Attention for many query rows (prefill, the vision tower), in tiles that stay in cache.
 // Query rows per tile and keys per block of pd_attention_tile.
 enum { PD_ATTENTION_ROWS = 64, PD_ATTENTION_KEYS = 64 };
