@@ -147,7 +147,7 @@ public struct ReductionBenchmark: Codable, Equatable {
     public var paperImageTeraFLOPs: Double
     /// 2 × exact multiply-adds / prefill seconds.
     public var achievedGFLOPs: Double
-    /// achievedGFLOPs / the arithmetic peak of the compute precision, measured in the same run
+    /// achievedGFLOPs / the arithmetic peak of the precision the products computed in, measured in the same run
     /// (`MachinePeaks.arithmeticPeak`).
     public var prefillEfficiency: Double
     /// Vanilla prefill seconds / this prefill's seconds.
@@ -370,12 +370,14 @@ public enum Benchmark {
                      layer.gateProjection, layer.upProjection, layer.downProjection].reduce(0) { $0 + $1.weight.byteCount }
         } + model.lmHead.byteCount
 
+        // What the decoder's prefill products compute in (fp32 weights stay fp32 whatever `--compute` asks).
+        let precision = model.layers.first?.queryProjection.weight.manyRowPrecision ?? WeightMatrix.productPrecision
         var results: [ReductionBenchmark] = []
         for reducer in reducers {
             progress("\(name): \(describe(reducer))")
             var entry = try measure(
                 reducer: reducer, model: model, embeddings: embeddings, positions: positions, block: block, textTokens: textTokens,
-                decodeTokens: decodeTokens, repeats: repeats, machine: machine, decodeWeightBytes: decodeWeightBytes)
+                decodeTokens: decodeTokens, repeats: repeats, machine: machine, precision: precision, decodeWeightBytes: decodeWeightBytes)
             if let vanilla = results.first {
                 entry.speedupOverNone = vanilla.prefillSeconds / entry.prefillSeconds
                 entry.exactFLOPsRatio = vanilla.exactPrefillMultiplyAdds / entry.exactPrefillMultiplyAdds
@@ -387,7 +389,7 @@ public enum Benchmark {
         }
         return PresetBenchmark(
             preset: name, imageTokens: imageTokens, textTokens: textTokens, tiles: tiles, machine: machine,
-            compute: WeightMatrix.productPrecision.rawValue, weights: model.layers.first?.queryProjection.weight.storageType.rawValue,
+            compute: precision.rawValue, weights: model.layers.first?.queryProjection.weight.storageType.rawValue,
             decodeWeightBytes: decodeWeightBytes, visionSeconds: visionSeconds, results: results, pytorch: nil)
     }
 
@@ -395,7 +397,7 @@ public enum Benchmark {
     /// the best of `repeats` runs, its exact FLOPs and efficiencies (speedups are filled in by the caller).
     static func measure(
         reducer: VisualTokenReducer, model: LlamaModel, embeddings: Tensor, positions: Positions?, block: Range<Int>, textTokens: Int,
-        decodeTokens: Int, repeats: Int, machine: MachinePeaks, decodeWeightBytes: Int
+        decodeTokens: Int, repeats: Int, machine: MachinePeaks, precision: ProductPrecision, decodeWeightBytes: Int
     ) throws -> ReductionBenchmark {
         func run() throws -> GenerationResult {
             try generateGreedy(
@@ -425,7 +427,7 @@ public enum Benchmark {
             decodeTokensPerSecond: result.decodeTokensPerSecond, peakResidentBytes: peakResidentMemory(),
             keyValueCacheBytes: keyValueCacheBytes,
             exactPrefillMultiplyAdds: exact, paperImageTeraFLOPs: report.paperImageTeraFLOPs, achievedGFLOPs: achieved,
-            prefillEfficiency: achieved / machine.arithmeticPeak(WeightMatrix.productPrecision), speedupOverNone: 1, exactFLOPsRatio: 1,
+            prefillEfficiency: achieved / machine.arithmeticPeak(precision), speedupOverNone: 1, exactFLOPsRatio: 1,
             decodeEfficiency: result.decodeTokensPerSecond / decodeBound)
     }
 

@@ -373,20 +373,28 @@ AVX512_BF16_TARGET static void gemm_bf16(size_t m, size_t n_begin, size_t n_end,
                                          size_t lda, const uint16_t *w, float *c, size_t ldc, uint16_t *packed,
                                          uint16_t *last_rows) {
     const size_t pairs = (k + 1) / 2;
-    for (size_t n0 = n_begin; n0 < n_end; n0 += PANEL_COLUMNS) {
-        const size_t columns = n_end - n0 < PANEL_COLUMNS ? n_end - n0 : PANEL_COLUMNS;
-        pack_panel(w, k, n0, columns, packed);
-        for (size_t i = 0; i < m; i += TILE_ROWS) {
-            const size_t rows = m - i < TILE_ROWS ? m - i : TILE_ROWS;
-            if (rows == TILE_ROWS) {
-                tile_8x48(pairs, a + i * lda, lda, packed, c + i * ldc + n0, ldc, columns);
-            } else {
-                // The last rows: through a zero-padded tile, written back row by row.
-                float out[TILE_ROWS * PANEL_COLUMNS];
-                memset(last_rows, 0, TILE_ROWS * lda * 2);
-                memcpy(last_rows, a + i * lda, rows * lda * 2);
-                tile_8x48(pairs, last_rows, lda, packed, out, PANEL_COLUMNS, columns);
-                for (size_t r = 0; r < rows; r++) memcpy(c + (i + r) * ldc + n0, out + r * PANEL_COLUMNS, columns * 4);
+    // Rows of a per pass over the panels: up to 8 MB of a (lda bf16 each), so that a pass's rows stay
+    // in L3 while every panel multiplies them; a long prompt (LLaVA-NeXT's 2920 rows × 11008: 64 MB)
+    // otherwise streams all of a from memory once per panel. Each pass packs its panels again.
+    const size_t pass_rows_limit = (8u << 20) / (lda * 2) / TILE_ROWS * TILE_ROWS;
+    const size_t pass_rows = pass_rows_limit > TILE_ROWS ? pass_rows_limit : TILE_ROWS;
+    for (size_t m0 = 0; m0 < m; m0 += pass_rows) {
+        const size_t m_end = m - m0 < pass_rows ? m : m0 + pass_rows;
+        for (size_t n0 = n_begin; n0 < n_end; n0 += PANEL_COLUMNS) {
+            const size_t columns = n_end - n0 < PANEL_COLUMNS ? n_end - n0 : PANEL_COLUMNS;
+            pack_panel(w, k, n0, columns, packed);
+            for (size_t i = m0; i < m_end; i += TILE_ROWS) {
+                const size_t rows = m_end - i < TILE_ROWS ? m_end - i : TILE_ROWS;
+                if (rows == TILE_ROWS) {
+                    tile_8x48(pairs, a + i * lda, lda, packed, c + i * ldc + n0, ldc, columns);
+                } else {
+                    // The last rows: through a zero-padded tile, written back row by row.
+                    float out[TILE_ROWS * PANEL_COLUMNS];
+                    memset(last_rows, 0, TILE_ROWS * lda * 2);
+                    memcpy(last_rows, a + i * lda, rows * lda * 2);
+                    tile_8x48(pairs, last_rows, lda, packed, out, PANEL_COLUMNS, columns);
+                    for (size_t r = 0; r < rows; r++) memcpy(c + (i + r) * ldc + n0, out + r * PANEL_COLUMNS, columns * 4);
+                }
             }
         }
     }

@@ -21,8 +21,8 @@ public func multiHeadAttention(
         return
     }
     if tiledAttention(
-        output, queries: queries, keys: keys, values: values, queryCount: queryCount, heads: heads, keyValueHeads: keyValueHeads,
-        headDim: headDim, visibleKeys: visibleKeys)
+        output, queries: queries, keys: keys, values: values, queryCount: queryCount, keyCount: keyCount, heads: heads,
+        keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
     {
         return
     }
@@ -38,7 +38,7 @@ public func multiHeadAttention(
 public func tiledAttention(
     _ output: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
     keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-    queryCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
+    queryCount: Int, keyCount: Int, heads: Int, keyValueHeads: Int, headDim: Int,
     visibleKeys: (Int) -> Int
 ) -> Bool {
     guard CPUFeatures.current.contains(.avx512f), headDim == 64 || headDim == 128 else { return false }
@@ -46,7 +46,7 @@ public func tiledAttention(
     let groupSize = heads / keyValueHeads
     let scale = 1 / Float(headDim).squareRoot()
     let tileRows = Int(PD_ATTENTION_ROWS)
-    let visible = (0..<queryCount).map { Int32(visibleKeys($0)) }  // (queries) keys each row sees
+    let visible = (0..<queryCount).map { Int32(min(keyCount, visibleKeys($0))) }  // (queries) keys each row sees
     let tiles = (queryCount + tileRows - 1) / tileRows
     let scratchFloats = pd_attention_scratch_floats(headDim)
     visible.withUnsafeBufferPointer { visible in

@@ -129,6 +129,14 @@ public final class WeightMatrix: @unchecked Sendable {
         rows * columns * storageType.byteWidth + (storageType == .q8_0 ? rows * columns / Q8_0.blockSize * 2 : 0)
     }
 
+    /// The precision products with many input rows compute in for this matrix: bf16 where
+    /// `productPrecision` asks for it, the weights are bf16 or Q8_0 and the CPU has AVX512-BF16;
+    /// fp32 otherwise (as `multiply` chooses).
+    public var manyRowPrecision: ProductPrecision {
+        WeightMatrix.productPrecision == .bfloat16 && (storageType == .bfloat16 || storageType == .q8_0) && BFloat16Products.isAvailable
+            ? .bfloat16 : .float32
+    }
+
     /// destination(count) = fp32 of elements [first, first + count) in row-major order.
     public func convert(from first: Int, count: Int, to destination: UnsafeMutablePointer<Float>) {
         let source = base + first * storageType.byteWidth

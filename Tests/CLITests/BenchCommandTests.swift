@@ -54,23 +54,26 @@ import TestSupport
         // Rounds' ratios: prefill 0.90, 0.80, 1.20 (median 0.90); decode 1.20, 0.60, 1.00 (median 1.00).
         #expect(run.stdout.contains("| bf16 | 140.0 | 126.0 | 0.90× | 0.90× | 15.00 | 12.00 | 0.80× | 1.00× |"), "\(run.stdout)")
         #expect(run.stdout.contains("| q8_0 | 90.0 | 99.0 | 1.10× | — | 20.00 | 16.00 | 0.80× | — |"), "\(run.stdout)")
-        #expect(!run.stdout.contains("A LLaVA answer's prefill"), "the committed report's bench-1b computes in fp32: \(run.stdout)")
-
-        // A bf16 checkpoint of tools/bench_pytorch.py computed in bf16, its prompt as long as
-        // llama.cpp's: its prefills set against llama.cpp's (616 / 140 = 4.40 s).
+        // tools/bench_pytorch.py's checkpoints: computed in fp32, no comparison of answers' prefills;
+        // the bf16 one computed in bf16, its prompt as long as llama.cpp's: its prefills set against
+        // llama.cpp's (616 / 140 = 4.40 s).
         let report = Fixtures.repositoryRoot.appendingPathComponent("docs/performance.json")
-        var entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]])
-        var entry = try #require(entries.first { $0["pytorch"] != nil })
-        var reductions = try #require(entry["results"] as? [[String: Any]])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]])
+        var fp32Entry = try #require(entries.first { $0["pytorch"] != nil })
+        var reductions = try #require(fp32Entry["results"] as? [[String: Any]])
         try #require(reductions.count == 3)
         reductions[0]["prefillSeconds"] = 8.8
         reductions[2]["prefillSeconds"] = 2.2
-        entry.merge(["preset": "bench-1b-bf16", "compute": "bf16", "weights": "bfloat16", "imageTokens": 576, "textTokens": 40,
-                     "results": reductions]) { $1 }
-        entries.append(entry)
-        let bf16Report = directory.appendingPathComponent("performance.json")
-        try JSONSerialization.data(withJSONObject: entries).write(to: bf16Report)
-        let answer = try runPDrop(["bench", "--render", bf16Report.path, "--llamacpp", results.path])
+        fp32Entry.merge(["preset": "bench-1b", "compute": "fp32", "weights": "float32", "imageTokens": 576, "textTokens": 40,
+                         "results": reductions]) { $1 }
+        var bf16Entry = fp32Entry
+        bf16Entry.merge(["preset": "bench-1b-bf16", "compute": "bf16", "weights": "bfloat16"]) { $1 }
+        let madeReport = directory.appendingPathComponent("performance.json")
+        try JSONSerialization.data(withJSONObject: [fp32Entry]).write(to: madeReport)
+        let fp32Only = try runPDrop(["bench", "--render", madeReport.path, "--llamacpp", results.path])
+        #expect(fp32Only.status == 0 && !fp32Only.stdout.contains("A LLaVA answer's prefill"), "\(fp32Only.stdout)\(fp32Only.stderr)")
+        try JSONSerialization.data(withJSONObject: [fp32Entry, bf16Entry]).write(to: madeReport)
+        let answer = try runPDrop(["bench", "--render", madeReport.path, "--llamacpp", results.path])
         #expect(answer.status == 0, "\(answer.stderr)")
         #expect(answer.stdout.contains("| llama.cpp, no reduction (best run above) | 4.40 | 1.00× |"), "\(answer.stdout)")
         #expect(answer.stdout.contains("| ours, no reduction | 8.80 | 0.50× |"), "\(answer.stdout)")

@@ -44,9 +44,10 @@ struct BFloat16ProductsTests {
         }
     }
 
-    /// Shapes that exercise full 4 × 6 tiles, edge rows and columns, k below, at and past the
-    /// 32-element step, and a decoder-sized k.
-    static let shapes: [(m: Int, n: Int, k: Int)] = [(1, 1, 1), (4, 6, 32), (5, 7, 33), (13, 50, 100), (8, 97, 31), (9, 120, 4096)]
+    /// Shapes that exercise full 8 × 48 tiles, edge rows and columns, k below, at and past the
+    /// 32-element step, panels packed whole and in blocks of 16 pairs, a decoder-sized k, and
+    /// (k = 65536: 64 rows per 8 MB pass) rows in two passes over the panels, the last tile partial.
+    static let shapes: [(m: Int, n: Int, k: Int)] = [(1, 1, 1), (4, 6, 32), (5, 7, 33), (13, 50, 100), (8, 97, 31), (9, 120, 4096), (70, 50, 65536)]
 
     @Test(arguments: shapes.indices)
     func productEqualsADirectSumOfTheSameBFloat16Values(shapeIndex: Int) throws {

@@ -208,7 +208,7 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
         case .tiled:
             let ran = tiledAttention(
                 output.pointer, queries: queries.pointer, keys: keys.pointer, values: values.pointer, queryCount: queryCount,
-                heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
+                keyCount: keyCount, heads: heads, keyValueHeads: keyValueHeads, headDim: headDim, visibleKeys: visibleKeys)
             try #require(ran, "the tiled kernel applies to head dimension \(headDim) on this CPU")
         }
         var worst: Double = 0
