@@ -700,6 +700,13 @@ static inline __mmask16 lanes_below(long valid, int c) {
     return (__mmask16)((1u << (valid - first)) - 1);
 }
 
+// The most keys any of rows [first, first + count) sees.
+static inline long most_seen(const long *seen, size_t first, int count) {
+    long most = 0;
+    for (int r = 0; r < count; r++) most = seen[first + r] > most ? seen[first + r] : most;
+    return most;
+}
+
 // hd_vectors = hd / 16, a constant where this is inlined (4 or 8), so the tiles live in registers.
 AVX512_TARGET __attribute__((always_inline)) static inline void attention_tile_avx512(
     const float *q, size_t q_stride, size_t rows, const float *k, const float *v, size_t kv_stride,
@@ -730,9 +737,7 @@ AVX512_TARGET __attribute__((always_inline)) static inline void attention_tile_a
         }
         // S = scale · q kᵀ, masked; then each row's online softmax step.
         for (size_t r0 = 0; r0 < padded; r0 += 4) {
-            long group_seen = 0;
-            for (int r = 0; r < 4; r++) group_seen = seen[r0 + r] > group_seen ? seen[r0 + r] : group_seen;
-            if (group_seen <= kb) {  // no row of the tile sees a key of this block
+            if (most_seen(seen, r0, 4) <= kb) {  // no row of the tile sees a key of this block
                 memset(s + r0 * KEYS, 0, 4 * KEYS * sizeof(float));
                 continue;
             }
@@ -787,9 +792,7 @@ AVX512_TARGET __attribute__((always_inline)) static inline void attention_tile_a
         }
         // O += P v over the block's n keys, `group` rows × hd at a time.
         for (size_t r0 = 0; r0 < padded; r0 += (size_t)group) {
-            long group_seen = 0;
-            for (int r = 0; r < group; r++) group_seen = seen[r0 + r] > group_seen ? seen[r0 + r] : group_seen;
-            if (group_seen <= kb) continue;
+            if (most_seen(seen, r0, group) <= kb) continue;
             __m512 acc[16];
             for (int r = 0; r < group; r++)
                 for (int c = 0; c < hd_vectors; c++) acc[r * hd_vectors + c] = _mm512_loadu_ps(o + (r0 + r) * hd + 16 * c);

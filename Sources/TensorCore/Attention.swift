@@ -1,7 +1,9 @@
 import CKernels
 import Foundation
 
-/// Scaled dot-product attention, one head at a time, every product through BLAS.
+/// Scaled dot-product attention: a few query rows (decode) as SIMD loops (`fewQueryAttention`),
+/// many in cache-sized tiles (`tiledAttention`: AVX-512, head dimension 64 or 128), else one head
+/// at a time through BLAS (`blockedAttention`).
 ///
 /// queries(queryCount, heads·headDim), keys and values (keyCount, keyValueHeads·headDim),
 /// output(queryCount, heads·headDim). Query row i sees keys 0..<visibleKeys(i) (the causal
